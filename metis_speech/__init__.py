@@ -1,0 +1,11 @@
+"""metis_speech: Metis, a masked generative foundation model for unified speech generation.
+
+Axis names used in shape docstrings throughout the package:
+
+    B  batch                      T   target frames (50 Hz)       Tp  prompt frames
+    L  full sequence (phones + prompt + target)                  Np  phone ids
+    H  hidden size                V   vocabulary (codebook) size  Q   RVQ layers (quantizers)
+    C  frame-condition feature size                               S   audio samples
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,281 @@
+"""Typed configurations for every network, and the size presets.
+
+Each network has one dataclass. Presets (``official`` = the sizes of the released
+checkpoints, ``tiny`` = a few M parameters for tests and CPU training) are data, stored as
+JSON in ``metis_speech/presets/<name>.json``: a mapping ``component -> fields``. A
+component name is the key the rest of the package uses, e.g. ``stage1_tts`` or
+``acoustic_decoder``.
+
+Configs round-trip through JSON/YAML (:func:`save_config` / :func:`load_config`), and every
+checkpoint the project writes has its config saved next to it as ``config.json``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal, Optional, Union
+
+__all__ = [
+    "Stage1Config",
+    "S2AConfig",
+    "SemanticCodecConfig",
+    "AcousticEncoderConfig",
+    "AcousticDecoderConfig",
+    "SSLConfig",
+    "CONFIG_CLASSES",
+    "ConfigError",
+    "load_preset",
+    "list_presets",
+    "config_to_dict",
+    "config_from_dict",
+    "save_config",
+    "load_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration is inconsistent or cannot be read."""
+
+
+AdapterKind = Literal["none", "gated", "mlp"]
+
+
+@dataclass
+class Stage1Config:
+    """Stage 1: the masked generative model over semantic ids (Metis / MaskGCT T2S).
+
+    ``use_phone_cond`` adds the phone prefix (TTS, omni). ``adapter`` selects the frame
+    condition: ``"gated"`` = zero-gated SSL adapter (VC/TSE/SE/omni), ``"mlp"`` = the
+    ungated L2S adapter, ``"none"`` = pre-training / TTS.
+    """
+
+    hidden_size: int = 1536
+    num_layers: int = 16
+    num_heads: int = 16
+    intermediate_size: Optional[int] = None  # default 4 * hidden_size
+    codebook_size: int = 8192  # semantic vocabulary V (reference: cond_codebook_size)
+    use_phone_cond: bool = False
+    phone_vocab_size: int = 1024
+    phone_pad_id: int = 1023
+    adapter: AdapterKind = "none"
+    cond_dim: int = 1024  # frame-condition feature size (768 for L2S)
+    adapter_hidden: Optional[int] = None  # default 4 * hidden_size
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    # training objective (spec section 4)
+    prompt_prob: float = 0.85  # probability of keeping an unmasked prefix prompt
+    min_mask_ratio: float = 0.2
+
+    def __post_init__(self):
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        if self.adapter_hidden is None:
+            self.adapter_hidden = 4 * self.hidden_size
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+        if (self.hidden_size // self.num_heads) % 2:
+            raise ConfigError("head dimension must be even for rotary embeddings")
+        if self.adapter not in ("none", "gated", "mlp"):
+            raise ConfigError(f"adapter must be 'none', 'gated' or 'mlp', got {self.adapter!r}")
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass
+class S2AConfig:
+    """Semantic-to-acoustic masked model over ``num_quantizers`` RVQ layers."""
+
+    hidden_size: int = 1024
+    num_layers: int = 16
+    num_heads: int = 16
+    intermediate_size: Optional[int] = None  # default 4 * hidden_size
+    num_quantizers: int = 12
+    codebook_size: int = 1024  # acoustic codes per RVQ layer
+    cond_codebook_size: int = 8192  # semantic vocabulary
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+    predict_layer_1: bool = True  # training: whether layer 0 is ever the predicted layer
+    prompt_prob: float = 0.85
+
+    def __post_init__(self):
+        if self.intermediate_size is None:
+            self.intermediate_size = 4 * self.hidden_size
+        if self.hidden_size % self.num_heads:
+            raise ConfigError(
+                f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
+            )
+
+    @property
+    def head_dim(self) -> int:
+        return self.hidden_size // self.num_heads
+
+
+@dataclass
+class SemanticCodecConfig:
+    """RepCodec-style VQ over normalised SSL features (one factorized VQ)."""
+
+    codebook_size: int = 8192
+    hidden_size: int = 1024  # SSL feature size
+    codebook_dim: int = 8
+    vocos_dim: int = 384
+    vocos_intermediate_dim: int = 2048
+    vocos_num_layers: int = 12
+    num_quantizers: int = 1
+
+
+@dataclass
+class AcousticEncoderConfig:
+    """DAC-style convolutional encoder, 24 kHz waveform -> latent at sample_rate / prod(strides)."""
+
+    d_model: int = 96
+    strides: tuple = (3, 4, 5, 8)
+    out_channels: int = 256
+    sample_rate: int = 24000
+
+    def __post_init__(self):
+        self.strides = tuple(int(s) for s in self.strides)
+
+    @property
+    def hop_length(self) -> int:
+        h = 1
+        for s in self.strides:
+            h *= s
+        return h
+
+
+@dataclass
+class AcousticDecoderConfig:
+    """Residual factorized VQ + Vocos backbone + iSTFT head."""
+
+    in_channels: int = 256
+    num_quantizers: int = 12
+    codebook_size: int = 1024
+    codebook_dim: int = 8
+    vocos_dim: int = 512
+    vocos_intermediate_dim: int = 4096
+    vocos_num_layers: int = 30
+    n_fft: int = 1920
+    hop_size: int = 480
+    padding: str = "same"
+    sample_rate: int = 24000
+
+
+@dataclass
+class SSLConfig:
+    """w2v-BERT 2.0 feature front end (transformers) and its normalisation statistics."""
+
+    model_id: str = "facebook/w2v-bert-2.0"
+    hidden_state_index: int = 17
+    hidden_size: int = 1024
+    sample_rate: int = 16000
+    stats: Optional[str] = "official"  # "official", a path to a .pt/.npz/dir of .npy, or None
+    # When set, a Wav2Vec2BertConfig built from these fields replaces the Hub model (tiny
+    # models, tests); weights then come from a local directory or are random.
+    model_config: Optional[dict] = None
+
+
+CONFIG_CLASSES = {
+    "Stage1Config": Stage1Config,
+    "S2AConfig": S2AConfig,
+    "SemanticCodecConfig": SemanticCodecConfig,
+    "AcousticEncoderConfig": AcousticEncoderConfig,
+    "AcousticDecoderConfig": AcousticDecoderConfig,
+    "SSLConfig": SSLConfig,
+}
+
+AnyConfig = Union[
+    Stage1Config, S2AConfig, SemanticCodecConfig, AcousticEncoderConfig, AcousticDecoderConfig, SSLConfig
+]
+
+
+def config_to_dict(cfg: AnyConfig) -> dict:
+    """``{"type": ClassName, **fields}`` (tuples become lists)."""
+    d = dataclasses.asdict(cfg)
+    for k, v in d.items():
+        if isinstance(v, tuple):
+            d[k] = list(v)
+    return {"type": type(cfg).__name__, **d}
+
+
+def config_from_dict(d: dict, cls: Optional[type] = None) -> AnyConfig:
+    d = dict(d)
+    type_name = d.pop("type", None)
+    if cls is None:
+        if type_name not in CONFIG_CLASSES:
+            raise ConfigError(f"unknown config type {type_name!r}; known: {sorted(CONFIG_CLASSES)}")
+        cls = CONFIG_CLASSES[type_name]
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{cls.__name__} has no field(s) {unknown}")
+    return cls(**d)
+
+
+def list_presets() -> list:
+    return sorted(
+        p.name[:-5] for p in resources.files("metis_speech.presets").iterdir() if p.name.endswith(".json")
+    )
+
+
+def _read_preset(name: str) -> dict:
+    path = resources.files("metis_speech.presets") / f"{name}.json"
+    if not path.is_file():
+        raise ConfigError(f"unknown preset {name!r}; available: {list_presets()}")
+    return json.loads(path.read_text())
+
+
+def load_preset(preset: str, component: str) -> AnyConfig:
+    """Config of ``component`` (e.g. ``"stage1_tts"``, ``"s2a_full"``) in ``preset``."""
+    data = _read_preset(preset)
+    if component not in data:
+        raise ConfigError(
+            f"preset {preset!r} has no component {component!r}; available: {sorted(data)}"
+        )
+    return config_from_dict(data[component])
+
+
+def preset_components(preset: str) -> list:
+    return sorted(_read_preset(preset))
+
+
+def save_config(cfg: AnyConfig, path: Union[str, Path]) -> None:
+    """Write a config as JSON (``.json``) or YAML (``.yaml``/``.yml``)."""
+    path = Path(path)
+    d = config_to_dict(cfg)
+    if path.suffix in (".yaml", ".yml"):
+        import yaml
+
+        path.write_text(yaml.safe_dump(d, sort_keys=False))
+    else:
+        path.write_text(json.dumps(d, indent=2) + "\n")
+
+
+def load_config(path: Union[str, Path], cls: Optional[type] = None) -> AnyConfig:
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"cannot read config {path}: {e.strerror or e}") from None
+    try:
+        if path.suffix in (".yaml", ".yml"):
+            import yaml
+
+            d = yaml.safe_load(text)
+        else:
+            d = json.loads(text)
+    except Exception as e:  # noqa: BLE001 - any parse error becomes one clear line
+        raise ConfigError(f"{path}: not valid {'YAML' if path.suffix in ('.yaml', '.yml') else 'JSON'}: {e}") from None
+    if not isinstance(d, dict):
+        raise ConfigError(f"{path}: expected a mapping of config fields")
+    try:
+        return config_from_dict(d, cls)
+    except (TypeError, ConfigError) as e:
+        raise ConfigError(f"{path}: {e}") from None

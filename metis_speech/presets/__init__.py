@@ -1,0 +1,1 @@
+"""Size presets as data (JSON): official = released checkpoint sizes, tiny = tests / CPU."""

@@ -1,0 +1,43 @@
+"""Shared fixtures: where the read-only conformance vectors live.
+
+``../shared/parity`` sits beside the repository in development and CI. When it is absent
+(a fresh clone elsewhere) the tests that need it are skipped with a message saying why.
+Set ``METIS_SHARED`` to point at another copy.
+"""
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = Path(os.environ.get("METIS_SHARED", REPO.parent / "shared"))
+PARITY = SHARED / "parity"
+HOLDOUT = PARITY / "holdout"
+
+
+def _need(path: Path) -> Path:
+    if not path.exists():
+        pytest.skip(f"conformance vectors not found at {path} (set METIS_SHARED to the shared/ folder)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def shared_dir() -> Path:
+    return _need(SHARED)
+
+
+@pytest.fixture(scope="session")
+def parity_dir() -> Path:
+    return _need(PARITY)
+
+
+@pytest.fixture(scope="session")
+def holdout_dir() -> Path:
+    return _need(HOLDOUT)
+
+
+@pytest.fixture(scope="session", params=["parity", "holdout"])
+def vector_dir(request) -> Path:
+    """Both conformance sets, one after the other."""
+    return _need(PARITY if request.param == "parity" else HOLDOUT)
