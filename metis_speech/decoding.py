@@ -1,0 +1,405 @@
+"""Iterative masked decoding for stage 1 and S2A (METIS_SPEC.md §5).
+
+S steps, t_i = 1 - i/S. Every target position starts masked. Each step runs the network
+(conditional pass, plus an unconditional pass when guidance w > 0, combined on hidden
+states with std rescaling), keeps the top ceil((1-filter_thres)·V) logits, samples with
+Gumbel noise at temperature ``temperature·t_i`` (argmax at the last step), fills the masked
+positions, and re-masks the floor(sin(π t_{i+1}/2)·T) least confident of the positions that
+were masked (committed tokens are never re-masked).
+
+Batches: items may have different prompt, phone and target lengths. Prompts and phones are
+left-padded and targets right-padded, so that the relative positions seen by the rotary
+attention are those of the item alone; padded positions are masked as keys. With
+``rescale="batch"`` the guidance rescale uses one std over the whole batch, exactly as the
+reference; the default ``"item"`` uses each item's own valid positions, so an item's
+result does not depend on what it is batched with (identical for B = 1).
+
+Randomness comes only from the ``generator`` (a ``torch.Generator``): the same seed gives
+the same ids. The order of random draws matches the reference loop (one (B,T,V) uniform
+tensor per sampling step, one (B,T) tensor for the confidence noise).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from typing import Callable, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+__all__ = [
+    "DecodeSettings",
+    "top_k_filter",
+    "guidance_combine",
+    "masked_decode",
+    "stage1_generate",
+    "s2a_generate",
+]
+
+
+@dataclass
+class DecodeSettings:
+    """Settings of one masked-decoding run (one stage, or one RVQ layer of S2A)."""
+
+    steps: int = 25
+    guidance: float = 2.5  # w; 0 disables the unconditional pass
+    rescale: float = 0.75  # r in h = r·h·std(h_c)/std(h) + (1-r)·h
+    temperature: float = 0.9
+    filter_thres: float = 0.98  # keep the top ceil((1 - filter_thres)·V) logits
+    rescale_scope: str = "item"  # "item" or "batch" (reference)
+    batch_guidance: Optional[bool] = None  # one batched forward for cond+uncond; None = auto (GPU only)
+
+    def __post_init__(self):
+        if not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
+            raise ValueError(f"steps must be a positive integer, got {self.steps!r}")
+        if self.steps > 1000:
+            raise ValueError(f"steps={self.steps} is not a sensible number of decoding steps (1..1000)")
+        if not (math.isfinite(self.guidance) and self.guidance >= 0):
+            raise ValueError(f"guidance must be >= 0, got {self.guidance}")
+        if not 0.0 <= self.rescale <= 1.0:
+            raise ValueError(f"rescale must be in [0, 1], got {self.rescale}")
+        if not (math.isfinite(self.temperature) and self.temperature >= 0):
+            raise ValueError(f"temperature must be >= 0, got {self.temperature}")
+        if not 0.0 <= self.filter_thres < 1.0:
+            raise ValueError(f"filter_thres must be in [0, 1), got {self.filter_thres}")
+        if self.rescale_scope not in ("item", "batch"):
+            raise ValueError("rescale_scope must be 'item' or 'batch'")
+
+
+def top_k_count(filter_thres: float, vocab: int) -> int:
+    """k = ceil((1 - filter_thres)·V) in float64, as the reference (V=200 -> 5, not 4)."""
+    return max(1, math.ceil((1 - filter_thres) * vocab))
+
+
+def top_k_filter(logits: torch.Tensor, filter_thres: float) -> torch.Tensor:
+    """(B, T, V) -> same shape, everything but the top k set to -inf."""
+    k = top_k_count(filter_thres, logits.shape[-1])
+    val, ind = logits.topk(k, dim=-1)
+    out = torch.full_like(logits, float("-inf"))
+    return out.scatter_(-1, ind, val)
+
+
+def _uniform(shape, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+    gen_device = generator.device if generator is not None else torch.device("cpu")
+    u = torch.empty(shape, dtype=like.dtype, device=gen_device).uniform_(0, 1, generator=generator)
+    return u.to(like.device)
+
+
+def _gumbel(u: torch.Tensor) -> torch.Tensor:
+    return -torch.log(-torch.log(u + 1e-10) + 1e-10)
+
+
+def _std(h: torch.Tensor, valid: Optional[torch.Tensor], per_item: bool) -> torch.Tensor:
+    """Unbiased std over all (T, H) elements: one scalar (batch) or (B,1,1) (item)."""
+    if not per_item:
+        if valid is None:
+            return h.std()
+        return h[valid].std()
+    if valid is None:
+        return h.flatten(1).std(dim=1).view(-1, 1, 1)
+    out = []
+    for b in range(h.shape[0]):
+        out.append(h[b][valid[b]].std())
+    return torch.stack(out).view(-1, 1, 1)
+
+
+def guidance_combine(
+    h_cond: torch.Tensor,
+    h_uncond: torch.Tensor,
+    w: float,
+    rescale: float,
+    valid: Optional[torch.Tensor] = None,
+    per_item: bool = False,
+) -> torch.Tensor:
+    """h = h_c + w(h_c - h_u), rescaled: r·h·std(h_c)/std(h) + (1-r)·h.
+
+    h_*: (B, T, H); valid: (B, T) bool of real (non-padded) positions.
+    """
+    s_cond = _std(h_cond, valid, per_item)
+    g = h_cond + w * (h_cond - h_uncond)
+    s_g = _std(g, valid, per_item)
+    return rescale * (g * s_cond / s_g) + (1 - rescale) * g
+
+
+# -------------------------------------------------------------------- core loop
+StepFn = Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]
+
+
+def masked_decode(
+    step_logits: StepFn,
+    target_lens: torch.Tensor,
+    settings: DecodeSettings,
+    generator: Optional[torch.Generator] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> torch.Tensor:
+    """Generic confidence-based iterative decoding.
+
+    step_logits(seq (B,T) long, masked (B,T) bool, t float) -> logits (B,T,V), already
+    guidance-combined. target_lens: (B,) valid target lengths (T = max). Returns (B, T) ids
+    (0 at padded positions).
+    """
+    device = target_lens.device
+    B = target_lens.shape[0]
+    T = int(target_lens.max())
+    valid = torch.arange(T, device=device)[None, :] < target_lens[:, None]
+    seq = torch.zeros(B, T, dtype=torch.long, device=device)
+    masked = valid.clone()
+    steps = settings.steps
+    t_list = [1.0 - i / steps for i in range(steps)] + [0.0]
+    for i in range(steps):
+        t = t_list[i]
+        logits = top_k_filter(step_logits(seq, masked, t).float(), settings.filter_thres)
+        temp = settings.temperature * t
+        if i == steps - 1 and steps > 1:
+            sampled = logits.argmax(dim=-1)
+        else:
+            if steps == 1:
+                temp = 0.2
+            noise = _gumbel(_uniform(logits.shape, logits, generator))
+            sampled = (logits / max(temp, 1e-3) + noise).argmax(dim=-1)
+        seq = torch.where(masked, sampled, seq)
+        probs = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
+        choice_temp = 1.0 * t
+        scores = 1 - (choice_temp * _gumbel(_uniform(probs.shape, probs, generator)) + probs)
+        if progress is not None:
+            progress(1)
+        # number of positions to keep masked, per item, as the reference computes it (fp32)
+        next_ratio = torch.sin(torch.tensor(t_list[i + 1], dtype=torch.float32) * np.pi / 2)
+        n_next = (next_ratio * target_lens.float().cpu()).long().to(device)  # (B,)
+        if int(n_next.max()) == 0:
+            break
+        scores = scores.masked_fill(~masked, -torch.finfo(scores.dtype).max)
+        if bool((n_next == n_next[0]).all()):
+            idx = scores.topk(int(n_next[0]), dim=-1).indices
+            new_mask = torch.zeros_like(masked).scatter(1, idx, True)
+        else:
+            order = scores.argsort(dim=-1, descending=True)
+            ranks = torch.empty_like(order).scatter_(1, order, torch.arange(T, device=device).expand(B, T))
+            new_mask = ranks < n_next[:, None]
+        masked = new_mask & valid
+        seq = seq.masked_fill(masked, 0)
+    return seq.masked_fill(~valid, 0)
+
+
+def _use_batched_guidance(settings: DecodeSettings, device: torch.device) -> bool:
+    if settings.batch_guidance is not None:
+        return settings.batch_guidance
+    return device.type != "cpu"
+
+
+def _pad_stack(seqs: Sequence[torch.Tensor], length: int, left: bool, value=0) -> Tuple[torch.Tensor, torch.Tensor]:
+    """List of (n_i, ...) -> (B, length, ...) padded, and the (B, length) validity mask."""
+    B = len(seqs)
+    ref = seqs[0]
+    out = ref.new_full((B, length, *ref.shape[1:]), value)
+    valid = torch.zeros(B, length, dtype=torch.bool, device=ref.device)
+    for b, s in enumerate(seqs):
+        n = s.shape[0]
+        if n == 0:
+            continue
+        if left:
+            out[b, length - n :] = s
+            valid[b, length - n :] = True
+        else:
+            out[b, :n] = s
+            valid[b, :n] = True
+    return out, valid
+
+
+# -------------------------------------------------------------------- stage 1
+@torch.no_grad()
+def stage1_generate(
+    model,
+    target_lens: Sequence[int],
+    prompt_ids: Optional[Sequence[torch.Tensor]] = None,
+    phone_ids: Optional[Sequence[torch.Tensor]] = None,
+    cond: Optional[Sequence[torch.Tensor]] = None,
+    settings: Optional[DecodeSettings] = None,
+    generator: Optional[torch.Generator] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> List[torch.Tensor]:
+    """Generate target semantic ids for a batch.
+
+    target_lens: B ints; prompt_ids: B tensors (Tp_b,) (empty allowed); phone_ids: B tensors
+    (Np_b,); cond: B tensors (Tp_b + T_b, C) of frame conditions. Returns B tensors (T_b,).
+    """
+    settings = settings or DecodeSettings()
+    dev = model.mask_emb.weight.device
+    dtype = model.mask_emb.weight.dtype
+    B = len(target_lens)
+    if B == 0:
+        return []
+    lens = torch.tensor([int(n) for n in target_lens], device=dev)
+    if int(lens.min()) < 1:
+        raise ValueError("every target length must be at least 1 frame")
+    T = int(lens.max())
+    empty = torch.zeros(0, dtype=torch.long, device=dev)
+    prompts = [p.to(dev).long() for p in prompt_ids] if prompt_ids is not None else [empty] * B
+    if len(prompts) != B:
+        raise ValueError("prompt_ids must have one entry per item")
+    Tp = max(int(p.shape[0]) for p in prompts)
+    prompt, prompt_valid = _pad_stack(prompts, Tp, left=True) if Tp else (empty.view(B, 0), torch.zeros(B, 0, dtype=torch.bool, device=dev))
+    prompt_emb = model.embed_tokens(prompt)  # (B, Tp, H)
+    target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
+
+    prefix = prefix_valid = None
+    if phone_ids is not None:
+        phones = [p.to(dev).long() for p in phone_ids]
+        Np = max(int(p.shape[0]) for p in phones)
+        if Np:
+            ph, prefix_valid = _pad_stack(phones, Np, left=True, value=model.cfg.phone_pad_id)
+            prefix = model.phone_prefix(ph)
+
+    adapted = adapted_target = None
+    if cond is not None:
+        parts_p, parts_t = [], []
+        for b, c in enumerate(cond):
+            c = c.to(dev, dtype)
+            n_p = int(prompts[b].shape[0])
+            if c.shape[0] != n_p + int(lens[b]):
+                raise ValueError(
+                    f"item {b}: frame condition has {c.shape[0]} frames, expected prompt + target = {n_p + int(lens[b])}"
+                )
+            parts_p.append(c[:n_p])
+            parts_t.append(c[n_p:])
+        cp, _ = _pad_stack(parts_p, Tp, left=True) if Tp else (None, None)
+        ct, _ = _pad_stack(parts_t, T, left=False)
+        full = torch.cat([cp, ct], dim=1) if cp is not None else ct
+        adapted = model.adapt(full)
+        adapted_target = adapted[:, Tp:]
+
+    x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)
+    use_cfg = settings.guidance > 0
+    batched = use_cfg and _use_batched_guidance(settings, torch.device(dev))
+    per_item = settings.rescale_scope == "item"
+
+    def step(seq: torch.Tensor, masked: torch.Tensor, t: float) -> torch.Tensor:
+        tt = torch.full((B,), t, device=dev, dtype=torch.float32)
+        cur = model.embed_tokens(seq, masked)
+        x = torch.cat([prompt_emb, cur], dim=1)
+        if adapted is not None:
+            x = x + adapted
+        x_u = cur + adapted_target if adapted_target is not None else cur
+        if batched:
+            h_c, h_u = _batched_cond_uncond(model, x, x_mask, prefix, prefix_valid, x_u, target_valid, tt)
+        else:
+            h_c = model.transformer(x, tt, x_mask, prefix, prefix_valid)[:, Tp:]
+            h_u = model.transformer(x_u, tt, target_valid.to(dtype))[:, :] if use_cfg else None
+        h = h_c
+        if use_cfg:
+            h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
+        return model.to_logit(h)
+
+    seq = masked_decode(step, lens, settings, generator, progress)
+    return [seq[b, : int(lens[b])] for b in range(B)]
+
+
+def _batched_cond_uncond(model, x, x_mask, prefix, prefix_valid, x_u, target_valid, t):
+    """Run the conditional and unconditional stage-1 passes as one (2B, L) forward."""
+    B, Tx, H = x.shape
+    T = x_u.shape[1]
+    if prefix is not None:
+        x_c = torch.cat([prefix, x], dim=1)
+        m_c = torch.cat([prefix_valid.to(x_mask.dtype), x_mask], dim=1)
+    else:
+        x_c, m_c = x, x_mask
+    L = x_c.shape[1]
+    pad = L - T
+    x_uu = torch.cat([x_u, x_u.new_zeros(B, pad, H)], dim=1)
+    m_u = torch.cat([target_valid.to(x_mask.dtype), x_mask.new_zeros(B, pad)], dim=1)
+    h = model.diff_estimator(torch.cat([x_c, x_uu]), torch.cat([t, t]), torch.cat([m_c, m_u]))
+    return h[:B, L - T :], h[B:, :T]
+
+
+# -------------------------------------------------------------------- S2A
+@torch.no_grad()
+def s2a_generate(
+    model,
+    semantic_ids: Sequence[torch.Tensor],
+    prompt_codes: Sequence[torch.Tensor],
+    steps: Sequence[int],
+    settings: Optional[DecodeSettings] = None,
+    known_codes: Optional[Sequence[torch.Tensor]] = None,
+    num_layers: Optional[int] = None,
+    generator: Optional[torch.Generator] = None,
+    progress: Optional[Callable[[int], None]] = None,
+) -> List[torch.Tensor]:
+    """Generate acoustic codes layer by layer, coarse to fine.
+
+    semantic_ids: B tensors (Tp_b + T_b,) covering prompt and target; prompt_codes: B tensors
+    (Tp_b, Q); steps: decoding steps per RVQ layer (length Q; entries for known layers are
+    ignored); known_codes: B tensors (T_b, g) of already generated lower layers (e.g. layer 0
+    from the 1-layer model). ``settings.steps`` is overridden per layer. Returns B tensors
+    (T_b, num_layers).
+    """
+    settings = settings or DecodeSettings(temperature=1.5)
+    dev = model.mask_emb.weight.device
+    dtype = model.mask_emb.weight.dtype
+    Q = model.num_quantizers
+    n_layers = Q if num_layers is None else int(num_layers)
+    if len(steps) < n_layers:
+        raise ValueError(f"need decoding steps for {n_layers} RVQ layers, got {len(steps)}")
+    B = len(semantic_ids)
+    if B == 0:
+        return []
+    prompts = [p.to(dev).long() for p in prompt_codes]
+    sems = [s.to(dev).long() for s in semantic_ids]
+    Tps = [int(p.shape[0]) for p in prompts]
+    lens_l = [int(s.shape[0]) - tp for s, tp in zip(sems, Tps)]
+    if min(lens_l) < 1:
+        raise ValueError("semantic ids must be longer than the acoustic prompt (no target frames)")
+    lens = torch.tensor(lens_l, device=dev)
+    T = int(lens.max())
+    Tp = max(Tps)
+    empty_q = torch.zeros(0, Q, dtype=torch.long, device=dev)
+    if Tp:
+        prompt, prompt_valid = _pad_stack([p if p.numel() else empty_q for p in prompts], Tp, left=True)
+        prompt_emb = model.embed_prompt(prompt)
+    else:
+        prompt_valid = torch.zeros(B, 0, dtype=torch.bool, device=dev)
+        prompt_emb = torch.zeros(B, 0, model.cfg.hidden_size, device=dev, dtype=dtype)
+    sem_p, _ = _pad_stack([s[:tp] for s, tp in zip(sems, Tps)], Tp, left=True) if Tp else (None, None)
+    sem_t, _ = _pad_stack([s[tp:] for s, tp in zip(sems, Tps)], T, left=False)
+    sem = torch.cat([sem_p, sem_t], dim=1) if sem_p is not None else sem_t
+    sem_cond = model.semantic_condition(sem)
+    target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
+    x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)
+
+    codes = torch.zeros(B, T, n_layers, dtype=torch.long, device=dev)
+    g = 0
+    if known_codes is not None:
+        kc, _ = _pad_stack([k.to(dev).long().view(k.shape[0], -1) for k in known_codes], T, left=False)
+        g = kc.shape[-1]
+        codes[..., :g] = kc[..., : min(g, n_layers)]
+    use_cfg = settings.guidance > 0
+    batched = use_cfg and _use_batched_guidance(settings, torch.device(dev))
+    per_item = settings.rescale_scope == "item"
+
+    for layer in range(g, n_layers):
+        lower = model.embed_lower(codes, layer)
+        cond = sem_cond + model.layer_emb.weight[layer]
+        cond_mlp = model.diff_estimator.cond_mlp(cond)  # constant over the steps of this layer
+        layer_settings = DecodeSettings(**{**settings.__dict__, "steps": int(steps[layer])})
+
+        def step(seq, masked, t, layer=layer, lower=lower, cond_mlp=cond_mlp):
+            tt = torch.full((B,), t, device=dev, dtype=torch.float32)
+            cur = model.embed_target(lower, seq, masked, layer)
+            x = torch.cat([prompt_emb, cur], dim=1) + cond_mlp
+            x_u = cur + cond_mlp[:, Tp:]
+            if batched:
+                L = x.shape[1]
+                x_uu = torch.cat([x_u, x_u.new_zeros(B, L - T, x_u.shape[-1])], dim=1)
+                m_u = torch.cat([target_valid.to(dtype), x_mask.new_zeros(B, L - T)], dim=1)
+                h = model.diff_estimator(torch.cat([x, x_uu]), torch.cat([tt, tt]), torch.cat([x_mask, m_u]))
+                h_c, h_u = h[:B, Tp:], h[B:, :T]
+            else:
+                h_c = model.diff_estimator(x, tt, x_mask)[:, Tp:]
+                h_u = model.diff_estimator(x_u, tt, target_valid.to(dtype)) if use_cfg else None
+            h = h_c
+            if use_cfg:
+                h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
+            return model.to_logits[layer](h)
+
+        codes[..., layer] = masked_decode(step, lens, layer_settings, generator, progress)
+    return [codes[b, : int(lens[b])] for b in range(B)]
