@@ -30,6 +30,8 @@ __all__ = [
     "save_weights",
     "load_state_dict_strict",
     "load_weights",
+    "check_keys",
+    "build_empty",
     "merge_adapter",
     "merge_lora",
     "lora_state_dict",
@@ -87,21 +89,17 @@ def save_weights(state: Dict[str, torch.Tensor], path: PathLike, metadata: Optio
     return path
 
 
-def load_state_dict_strict(
+def check_keys(
     module: nn.Module,
-    state: Dict[str, torch.Tensor],
+    shapes: Dict[str, Tuple[int, ...]],
     source: str,
     allow_missing: Iterable[str] = (),
 ) -> None:
-    """Copy ``state`` into ``module`` after checking every key and shape.
-
-    ``allow_missing``: regexes of module keys that may be absent (e.g. an adapter that a
-    separate file provides). Raises CheckpointError naming ``source`` and the keys.
-    """
+    """Raise CheckpointError unless ``shapes`` (key -> shape) fits ``module`` exactly."""
     expected = module.state_dict()
     allow = [re.compile(p) for p in allow_missing]
-    missing = [k for k in expected if k not in state and not any(p.match(k) for p in allow)]
-    unexpected = [k for k in state if k not in expected]
+    missing = [k for k in expected if k not in shapes and not any(p.match(k) for p in allow)]
+    unexpected = [k for k in shapes if k not in expected]
     if missing or unexpected:
         parts = []
         if missing:
@@ -114,15 +112,34 @@ def load_state_dict_strict(
         raise CheckpointError(
             f"{source}: does not match {type(module).__name__}: " + "; ".join(parts) + hint
         )
-    for k, v in state.items():
-        if tuple(v.shape) != tuple(expected[k].shape):
+    for k, shape in shapes.items():
+        if tuple(shape) != tuple(expected[k].shape):
             raise CheckpointError(
-                f"{source}: key {k} has shape {tuple(v.shape)}, the configuration expects "
+                f"{source}: key {k} has shape {tuple(shape)}, the configuration expects "
                 f"{tuple(expected[k].shape)} (wrong model size or config?)"
             )
+
+
+def _targets(module: nn.Module) -> Dict[str, torch.Tensor]:
+    own = dict(module.named_parameters())
+    own.update(dict(module.named_buffers()))
+    return own
+
+
+def load_state_dict_strict(
+    module: nn.Module,
+    state: Dict[str, torch.Tensor],
+    source: str,
+    allow_missing: Iterable[str] = (),
+) -> None:
+    """Copy ``state`` into ``module`` after checking every key and shape.
+
+    ``allow_missing``: regexes of module keys that may be absent (e.g. an adapter that a
+    separate file provides). Raises CheckpointError naming ``source`` and the keys.
+    """
+    check_keys(module, {k: tuple(v.shape) for k, v in state.items()}, source, allow_missing)
+    own = _targets(module)
     with torch.no_grad():
-        own = dict(module.named_parameters())
-        own.update(dict(module.named_buffers()))
         for k, v in state.items():
             target = own[k]
             if target.is_meta:
@@ -131,8 +148,45 @@ def load_state_dict_strict(
 
 
 def load_weights(module: nn.Module, path: PathLike, allow_missing: Iterable[str] = ()) -> nn.Module:
-    """Strictly load a safetensors file into ``module`` (in place); returns the module."""
-    load_state_dict_strict(module, read_weights(path), str(path), allow_missing)
+    """Strictly load a safetensors file into ``module`` in place, one tensor at a time
+    (peak memory = the model + its largest tensor); returns the module."""
+    path = Path(path)
+    if path.suffix.lower() in _PICKLE_SUFFIXES:
+        raise CheckpointError(f"{path}: refusing to read a pickle-based checkpoint; convert it to .safetensors")
+    if not path.is_file():
+        raise CheckpointError(f"{path}: no such weight file")
+    from safetensors import SafetensorError, safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            keys = list(f.keys())
+            shapes = {k: tuple(f.get_slice(k).get_shape()) for k in keys}
+            check_keys(module, shapes, str(path), allow_missing)
+            own = _targets(module)
+            with torch.no_grad():
+                for k in keys:
+                    own[k].copy_(f.get_tensor(k).to(dtype=own[k].dtype))
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(
+            f"{path}: not a valid safetensors file ({path.stat().st_size} bytes; truncated or corrupt?): {e}"
+        ) from None
+    return module
+
+
+def build_empty(factory, device: Union[str, torch.device] = "cpu", dtype: Optional[torch.dtype] = None) -> nn.Module:
+    """Build ``factory()`` without initialising its weights (meta device, then allocate).
+
+    Non-persistent buffers (rotary frequencies) are recomputed; every persistent tensor
+    must then be filled by a strict load.
+    """
+    with torch.device("meta"):
+        module = factory()
+    module = module.to_empty(device=device)
+    if dtype is not None:
+        module = module.to(dtype)
+    for m in module.modules():
+        if hasattr(m, "reset_buffers"):
+            m.reset_buffers()
     return module
 
 

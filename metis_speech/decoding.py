@@ -80,10 +80,25 @@ def top_k_filter(logits: torch.Tensor, filter_thres: float) -> torch.Tensor:
     return out.scatter_(-1, ind, val)
 
 
-def _uniform(shape, like: torch.Tensor, generator: Optional[torch.Generator]) -> torch.Tensor:
+Generators = Union[None, torch.Generator, Sequence[torch.Generator]]
+
+
+def _draw(shape, dtype, generator: Optional[torch.Generator], device) -> torch.Tensor:
     gen_device = generator.device if generator is not None else torch.device("cpu")
-    u = torch.empty(shape, dtype=like.dtype, device=gen_device).uniform_(0, 1, generator=generator)
-    return u.to(like.device)
+    u = torch.empty(shape, dtype=dtype, device=gen_device).uniform_(0, 1, generator=generator)
+    return u.to(device)
+
+
+def _uniform(shape, like: torch.Tensor, generator: Generators, lens: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """U(0,1) noise of ``shape`` (B, T, ...). With one generator per item, item b draws only
+    its own (T_b, ...) block, so its result does not depend on the rest of the batch."""
+    if generator is None or isinstance(generator, torch.Generator):
+        return _draw(shape, like.dtype, generator, like.device)
+    out = torch.full(shape, 0.5, dtype=like.dtype, device=like.device)
+    for b, g in enumerate(generator):
+        n = int(lens[b]) if lens is not None else shape[1]
+        out[b, :n] = _draw((n, *shape[2:]), like.dtype, g, like.device)
+    return out
 
 
 def _gumbel(u: torch.Tensor) -> torch.Tensor:
@@ -130,15 +145,18 @@ def masked_decode(
     step_logits: StepFn,
     target_lens: torch.Tensor,
     settings: DecodeSettings,
-    generator: Optional[torch.Generator] = None,
+    generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> torch.Tensor:
     """Generic confidence-based iterative decoding.
 
     step_logits(seq (B,T) long, masked (B,T) bool, t float) -> logits (B,T,V), already
-    guidance-combined. target_lens: (B,) valid target lengths (T = max). Returns (B, T) ids
-    (0 at padded positions).
+    guidance-combined. target_lens: (B,) valid target lengths (T = max). ``generator``: one
+    ``torch.Generator`` for the batch, or one per item (batch-independent results).
+    Returns (B, T) ids (0 at padded positions).
     """
+    if generator is not None and not isinstance(generator, torch.Generator) and len(generator) != len(target_lens):
+        raise ValueError(f"got {len(generator)} generators for a batch of {len(target_lens)}")
     device = target_lens.device
     B = target_lens.shape[0]
     T = int(target_lens.max())
@@ -156,12 +174,12 @@ def masked_decode(
         else:
             if steps == 1:
                 temp = 0.2
-            noise = _gumbel(_uniform(logits.shape, logits, generator))
+            noise = _gumbel(_uniform(logits.shape, logits, generator, target_lens))
             sampled = (logits / max(temp, 1e-3) + noise).argmax(dim=-1)
         seq = torch.where(masked, sampled, seq)
         probs = logits.softmax(dim=-1).gather(-1, sampled.unsqueeze(-1)).squeeze(-1)
         choice_temp = 1.0 * t
-        scores = 1 - (choice_temp * _gumbel(_uniform(probs.shape, probs, generator)) + probs)
+        scores = 1 - (choice_temp * _gumbel(_uniform(probs.shape, probs, generator, target_lens)) + probs)
         if progress is not None:
             progress(1)
         # number of positions to keep masked, per item, as the reference computes it (fp32)
@@ -216,7 +234,7 @@ def stage1_generate(
     phone_ids: Optional[Sequence[torch.Tensor]] = None,
     cond: Optional[Sequence[torch.Tensor]] = None,
     settings: Optional[DecodeSettings] = None,
-    generator: Optional[torch.Generator] = None,
+    generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> List[torch.Tensor]:
     """Generate target semantic ids for a batch.
@@ -236,56 +254,57 @@ def stage1_generate(
     T = int(lens.max())
     empty = torch.zeros(0, dtype=torch.long, device=dev)
     prompts = [p.to(dev).long() for p in prompt_ids] if prompt_ids is not None else [empty] * B
-    if len(prompts) != B:
-        raise ValueError("prompt_ids must have one entry per item")
-    Tp = max(int(p.shape[0]) for p in prompts)
-    prompt, prompt_valid = _pad_stack(prompts, Tp, left=True) if Tp else (empty.view(B, 0), torch.zeros(B, 0, dtype=torch.bool, device=dev))
-    prompt_emb = model.embed_tokens(prompt)  # (B, Tp, H)
-    target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
+    phones = [p.to(dev).long() for p in phone_ids] if phone_ids is not None else [empty] * B
+    if len(prompts) != B or len(phones) != B or (cond is not None and len(cond) != B):
+        raise ValueError("prompt_ids, phone_ids and cond must have one entry per item")
 
-    prefix = prefix_valid = None
-    if phone_ids is not None:
-        phones = [p.to(dev).long() for p in phone_ids]
-        Np = max(int(p.shape[0]) for p in phones)
-        if Np:
-            ph, prefix_valid = _pad_stack(phones, Np, left=True, value=model.cfg.phone_pad_id)
-            prefix = model.phone_prefix(ph)
-
-    adapted = adapted_target = None
-    if cond is not None:
-        parts_p, parts_t = [], []
-        for b, c in enumerate(cond):
-            c = c.to(dev, dtype)
-            n_p = int(prompts[b].shape[0])
-            if c.shape[0] != n_p + int(lens[b]):
+    # Context of item b = [phone prefix ; prompt (+ its frame condition)], left-padded as a
+    # whole so that every relative position inside the item is as if it were alone.
+    ctx_parts, adapted_t = [], []
+    for b in range(B):
+        n_p, n_t = int(prompts[b].shape[0]), int(lens[b])
+        xp = model.embed_tokens(prompts[b][None])[0]  # (Tp_b, H)
+        if cond is not None:
+            c = cond[b].to(dev, dtype)
+            if c.shape[0] != n_p + n_t:
                 raise ValueError(
-                    f"item {b}: frame condition has {c.shape[0]} frames, expected prompt + target = {n_p + int(lens[b])}"
+                    f"item {b}: frame condition has {c.shape[0]} frames, expected prompt + target = {n_p + n_t}"
                 )
-            parts_p.append(c[:n_p])
-            parts_t.append(c[n_p:])
-        cp, _ = _pad_stack(parts_p, Tp, left=True) if Tp else (None, None)
-        ct, _ = _pad_stack(parts_t, T, left=False)
-        full = torch.cat([cp, ct], dim=1) if cp is not None else ct
-        adapted = model.adapt(full)
-        adapted_target = adapted[:, Tp:]
-
-    x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)
+            a = model.adapt(c[None])[0]
+            xp = xp + a[:n_p]
+            adapted_t.append(a[n_p:])
+        if phones[b].numel():
+            xp = torch.cat([model.phone_prefix(phones[b][None])[0], xp], dim=0)
+        ctx_parts.append(xp)
+    C = max(int(x.shape[0]) for x in ctx_parts)
+    if C:
+        ctx, ctx_valid = _pad_stack(ctx_parts, C, left=True)
+    else:
+        ctx = torch.zeros(B, 0, model.cfg.hidden_size, device=dev, dtype=dtype)
+        ctx_valid = torch.zeros(B, 0, dtype=torch.bool, device=dev)
+    adapted_target = _pad_stack(adapted_t, T, left=False)[0] if adapted_t else None
+    target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
+    key_mask = torch.cat([ctx_valid, target_valid], dim=1).to(dtype)
+    tmask = target_valid.to(dtype)
     use_cfg = settings.guidance > 0
     batched = use_cfg and _use_batched_guidance(settings, torch.device(dev))
     per_item = settings.rescale_scope == "item"
+    est = model.diff_estimator
 
     def step(seq: torch.Tensor, masked: torch.Tensor, t: float) -> torch.Tensor:
         tt = torch.full((B,), t, device=dev, dtype=torch.float32)
         cur = model.embed_tokens(seq, masked)
-        x = torch.cat([prompt_emb, cur], dim=1)
-        if adapted is not None:
-            x = x + adapted
-        x_u = cur + adapted_target if adapted_target is not None else cur
+        if adapted_target is not None:
+            cur = cur + adapted_target
+        x = torch.cat([ctx, cur], dim=1)
         if batched:
-            h_c, h_u = _batched_cond_uncond(model, x, x_mask, prefix, prefix_valid, x_u, target_valid, tt)
+            x_u = torch.cat([cur, cur.new_zeros(B, C, cur.shape[-1])], dim=1)
+            m_u = torch.cat([tmask, tmask.new_zeros(B, C)], dim=1)
+            h = est(torch.cat([x, x_u]), torch.cat([tt, tt]), torch.cat([key_mask, m_u]))
+            h_c, h_u = h[:B, C:], h[B:, :T]
         else:
-            h_c = model.transformer(x, tt, x_mask, prefix, prefix_valid)[:, Tp:]
-            h_u = model.transformer(x_u, tt, target_valid.to(dtype))[:, :] if use_cfg else None
+            h_c = est(x, tt, key_mask)[:, C:]
+            h_u = est(cur, tt, tmask) if use_cfg else None
         h = h_c
         if use_cfg:
             h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
@@ -293,23 +312,6 @@ def stage1_generate(
 
     seq = masked_decode(step, lens, settings, generator, progress)
     return [seq[b, : int(lens[b])] for b in range(B)]
-
-
-def _batched_cond_uncond(model, x, x_mask, prefix, prefix_valid, x_u, target_valid, t):
-    """Run the conditional and unconditional stage-1 passes as one (2B, L) forward."""
-    B, Tx, H = x.shape
-    T = x_u.shape[1]
-    if prefix is not None:
-        x_c = torch.cat([prefix, x], dim=1)
-        m_c = torch.cat([prefix_valid.to(x_mask.dtype), x_mask], dim=1)
-    else:
-        x_c, m_c = x, x_mask
-    L = x_c.shape[1]
-    pad = L - T
-    x_uu = torch.cat([x_u, x_u.new_zeros(B, pad, H)], dim=1)
-    m_u = torch.cat([target_valid.to(x_mask.dtype), x_mask.new_zeros(B, pad)], dim=1)
-    h = model.diff_estimator(torch.cat([x_c, x_uu]), torch.cat([t, t]), torch.cat([m_c, m_u]))
-    return h[:B, L - T :], h[B:, :T]
 
 
 # -------------------------------------------------------------------- S2A
@@ -322,7 +324,7 @@ def s2a_generate(
     settings: Optional[DecodeSettings] = None,
     known_codes: Optional[Sequence[torch.Tensor]] = None,
     num_layers: Optional[int] = None,
-    generator: Optional[torch.Generator] = None,
+    generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
 ) -> List[torch.Tensor]:
     """Generate acoustic codes layer by layer, coarse to fine.

@@ -1,0 +1,1 @@
+"""Training and fine-tuning (kept apart from the inference API)."""

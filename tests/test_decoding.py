@@ -1,0 +1,141 @@
+"""Iterative masked decoding: schedule, re-masking rule, reproducibility, batching."""
+
+import math
+
+import pytest
+import torch
+
+from metis_speech.config import S2AConfig, Stage1Config
+from metis_speech.decoding import (
+    DecodeSettings,
+    guidance_combine,
+    masked_decode,
+    s2a_generate,
+    stage1_generate,
+    top_k_filter,
+)
+from metis_speech.models.s2a import S2AModel
+from metis_speech.models.stage1 import Stage1Model
+
+
+def _randomise(model, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in model.parameters():
+            if p.numel():
+                p.copy_(torch.randn(p.shape, generator=g) * 0.3)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def omni():
+    cfg = Stage1Config(hidden_size=64, num_layers=2, num_heads=4, codebook_size=96, use_phone_cond=True, adapter="gated", cond_dim=12)
+    return _randomise(Stage1Model(cfg))
+
+
+@pytest.fixture(scope="module")
+def s2a():
+    return _randomise(S2AModel(S2AConfig(hidden_size=64, num_layers=2, num_heads=4, num_quantizers=3, codebook_size=40, cond_codebook_size=96)), 1)
+
+
+def test_top_k_count_matches_reference_float64():
+    logits = torch.randn(1, 2, 200)
+    kept = torch.isfinite(top_k_filter(logits, 0.98)).sum(-1)
+    assert kept.tolist() == [[5, 5]]  # ceil((1-0.98)*200) = 5 in float64, not 4
+    assert torch.isfinite(top_k_filter(torch.randn(1, 1, 128), 0.98)).sum() == 3
+
+
+def test_schedule_and_committed_tokens_never_remasked():
+    T, V, steps = 37, 11, 7
+    history = []
+
+    def step(seq, masked, t):
+        history.append((masked.clone(), seq.clone(), t))
+        return torch.randn(1, T, V)
+
+    out = masked_decode(step, torch.tensor([T]), DecodeSettings(steps=steps, guidance=0), torch.Generator().manual_seed(0))
+    assert len(history) == steps
+    assert [round(h[2], 6) for h in history] == [round(1 - i / steps, 6) for i in range(steps)]
+    counts = [int(h[0].sum()) for h in history]
+    expected = [T] + [int(math.floor(math.sin(math.pi / 2 * (1 - i / steps)) * T)) for i in range(1, steps)]
+    assert counts == expected
+    for (m_prev, s_prev, _), (m_next, s_next, _) in zip(history, history[1:]):
+        assert bool((m_next & ~m_prev).sum() == 0)  # only still-masked positions are re-masked
+        committed = ~m_prev
+        assert torch.equal(s_next[committed], s_prev[committed])
+    assert out.shape == (1, T) and int(out.max()) < V
+
+
+def test_seed_reproducible_and_seed_sensitive(omni):
+    s = DecodeSettings(steps=6, guidance=1.5, temperature=1.0)
+    phones = [torch.tensor([3, 5, 9, 12])]
+    prompt = [torch.tensor([1, 2, 3, 4, 5])]
+    cond = [torch.randn(5 + 9, 12, generator=torch.Generator().manual_seed(3))]
+    a = stage1_generate(omni, [9], prompt, phones, cond, s, torch.Generator().manual_seed(7))
+    b = stage1_generate(omni, [9], prompt, phones, cond, s, torch.Generator().manual_seed(7))
+    c = stage1_generate(omni, [9], prompt, phones, cond, s, torch.Generator().manual_seed(8))
+    assert torch.equal(a[0], b[0])
+    assert not torch.equal(a[0], c[0])
+    assert a[0].shape == (9,)
+
+
+def test_batch_equals_single_items_with_per_item_generators(omni):
+    s = DecodeSettings(steps=5, guidance=2.0, temperature=0.9, batch_guidance=False)
+    g = torch.Generator().manual_seed(0)
+    prompts = [torch.randint(0, 96, (n,), generator=g) for n in (4, 7)]
+    phones = [torch.randint(0, 300, (n,), generator=g) for n in (6, 3)]
+    lens = [8, 11]
+    conds = [torch.randn(p.shape[0] + n, 12, generator=g) for p, n in zip(prompts, lens)]
+    batch = stage1_generate(omni, lens, prompts, phones, conds, s, [torch.Generator().manual_seed(i) for i in (1, 2)])
+    for i in range(2):
+        single = stage1_generate(omni, [lens[i]], [prompts[i]], [phones[i]], [conds[i]], s, [torch.Generator().manual_seed(i + 1)])
+        assert torch.equal(batch[i], single[0]), i
+
+
+def test_batched_guidance_pass_matches_two_passes(omni):
+    base = dict(steps=4, guidance=2.5, temperature=0.9)
+    prompt = [torch.tensor([5, 6, 7])]
+    phones = [torch.tensor([1, 2, 3, 4, 5, 6])]
+    out = []
+    for batched in (False, True):
+        s = DecodeSettings(**base, batch_guidance=batched)
+        out.append(stage1_generate(omni, [10], prompt, phones, None, s, torch.Generator().manual_seed(5))[0])
+    assert torch.equal(out[0], out[1])
+
+
+def test_guidance_combine_rescale():
+    hc, hu = torch.randn(2, 5, 8), torch.randn(2, 5, 8)
+    out = guidance_combine(hc, hu, 2.0, 1.0)
+    assert torch.allclose(out.std(), hc.std(), atol=1e-6)  # r = 1: std restored exactly
+    per_item = guidance_combine(hc, hu, 2.0, 1.0, per_item=True)
+    for b in range(2):
+        assert torch.allclose(per_item[b].std(), hc[b].std(), atol=1e-6)
+    assert torch.allclose(guidance_combine(hc, hu, 0.0, 0.75), hc, atol=1e-6)
+
+
+def test_s2a_generate_layers_and_known_codes(s2a):
+    s = DecodeSettings(guidance=2.5, temperature=1.5)
+    sem = [torch.randint(0, 96, (12,)), torch.randint(0, 96, (9,))]
+    prompt = [torch.randint(0, 40, (4, 3)), torch.randint(0, 40, (2, 3))]
+    codes = s2a_generate(s2a, sem, prompt, [4, 2, 1], s, generator=torch.Generator().manual_seed(0))
+    assert [c.shape for c in codes] == [(8, 3), (7, 3)]
+    assert all(int(c.max()) < 40 for c in codes)
+    known = [c[:, :1] for c in codes]
+    again = s2a_generate(s2a, sem, prompt, [4, 2, 1], s, known_codes=known, generator=torch.Generator().manual_seed(1))
+    for k, a in zip(known, again):
+        assert torch.equal(a[:, :1], k)
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": 10**6}, "sensible"), ({"guidance": -1}, "guidance"),
+     ({"rescale": 2}, "rescale"), ({"filter_thres": 1.0}, "filter_thres")],
+)
+def test_bad_settings_rejected(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        DecodeSettings(**kwargs)
+
+
+def test_condition_length_mismatch_is_explained(omni):
+    with pytest.raises(ValueError, match="frame condition has 5 frames"):
+        stage1_generate(omni, [6], [torch.tensor([1, 2])], None, [torch.randn(5, 12)], DecodeSettings(steps=2))
