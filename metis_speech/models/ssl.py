@@ -22,6 +22,7 @@ import os
 import tempfile
 import urllib.error
 import urllib.request
+import warnings
 from pathlib import Path
 from typing import List, NamedTuple, Optional, Sequence, Tuple, Union
 
@@ -281,7 +282,8 @@ class SSLFeatureExtractor(nn.Module):
             raise AudioError(f"w2v-BERT expects {self.sample_rate} Hz audio, got {sample_rate} Hz; resample first")
         items = []
         for i, w in enumerate(_as_list(wavs)):
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # too-short input: checked below
                 out = self.feature_extractor(
                     w, sampling_rate=self.sample_rate, return_attention_mask=True, return_tensors="pt"
                 )
