@@ -231,6 +231,10 @@ class AcousticCodec(nn.Module):
             raise ValueError(
                 f"encoder hop {encoder_cfg.hop_length} (product of strides) != decoder hop_size {decoder_cfg.hop_size}"
             )
+        if encoder_cfg.sample_rate != decoder_cfg.sample_rate:
+            raise ValueError(
+                f"encoder sample_rate {encoder_cfg.sample_rate} != decoder sample_rate {decoder_cfg.sample_rate}"
+            )
         self.encoder = AcousticEncoder(encoder_cfg)
         self.decoder = AcousticDecoder(decoder_cfg, **decoder_kwargs)
 

@@ -102,6 +102,8 @@ class ISTFT(nn.Module):
         self.hop_length = hop_length
         self.win_length = win_length or n_fft
         self.padding = padding
+        if not 0 < hop_length < self.win_length:
+            raise ValueError(f"hop_length {hop_length} must be in 1..win_length-1 ({self.win_length - 1})")
         # periodic hann_window returns a view into an N+1 buffer; clone gives it its own storage
         self.register_buffer("window", torch.hann_window(self.win_length).clone())
 
@@ -121,10 +123,11 @@ class ISTFT(nn.Module):
         n_frames = spec.shape[-1]
         pad = (self.win_length - self.hop_length) // 2
         frames = torch.fft.irfft(spec, self.n_fft, dim=1, norm="backward")  # (B, n_fft, T)
-        frames = frames * self.window[None, :, None]
+        window = self.window.to(frames.dtype)  # a half-precision copy of the module still runs in fp32
+        frames = frames * window[None, :, None]
         keep = slice(pad, (n_frames - 1) * self.hop_length + self.win_length - pad)
         y = self._overlap_add(frames, n_frames)[:, keep]
-        envelope = self.window.square()[None, :, None].expand(1, -1, n_frames)
+        envelope = window.square()[None, :, None].expand(1, -1, n_frames)
         envelope = self._overlap_add(envelope, n_frames)[0, keep]
         return y / envelope
 
@@ -141,7 +144,10 @@ class ISTFTHead(nn.Module):
         self.istft = ISTFT(n_fft, hop_length, n_fft, padding)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        log_mag, phase = self.out(x).transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
+        h = self.out(x)
+        if h.dtype in (torch.float16, torch.bfloat16):
+            h = h.float()  # the FFTs and the magnitude clamp need fp32
+        log_mag, phase = h.transpose(1, 2).chunk(2, dim=1)  # (B, F, T) each
         mag = torch.clip(torch.exp(log_mag), max=MAX_MAGNITUDE)
         spec = mag * (torch.cos(phase) + 1j * torch.sin(phase))
         return self.istft(spec)

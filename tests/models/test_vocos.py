@@ -80,3 +80,19 @@ def test_vocos_gradients_flow():
     vocos(x).pow(2).mean().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
     assert vocos.head.istft.window.grad is None
+
+
+def test_half_precision_head_runs_fft_in_fp32():
+    torch.manual_seed(0)
+    vocos = Vocos(4, 8, 16, 2, n_fft=16, hop_length=4).eval()
+    x = torch.randn(1, 4, 5)
+    with torch.no_grad():
+        ref = vocos(x)
+        half = vocos.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    assert (half - ref).abs().max() <= 0.05 * ref.abs().max() + 1e-3
+
+
+def test_istft_rejects_hop_without_overlap():
+    with pytest.raises(ValueError, match="hop_length"):
+        ISTFT(16, 16)
