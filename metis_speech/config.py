@@ -129,6 +129,10 @@ class SemanticCodecConfig:
     vocos_intermediate_dim: int = 2048
     vocos_num_layers: int = 12
     num_quantizers: int = 1
+    # training only
+    commitment: float = 0.15
+    codebook_loss_weight: float = 1.0
+    quantizer_dropout: float = 0.0
 
 
 @dataclass
@@ -166,6 +170,10 @@ class AcousticDecoderConfig:
     hop_size: int = 480
     padding: str = "same"
     sample_rate: int = 24000
+    # training only
+    commitment: float = 0.25
+    codebook_loss_weight: float = 1.0
+    quantizer_dropout: float = 0.5
 
 
 @dataclass

@@ -22,6 +22,7 @@ from typing import NamedTuple, Optional, Union
 import torch
 from torch import nn
 
+from ..checkpoint import load_weights
 from ..config import AcousticDecoderConfig, AcousticEncoderConfig
 from ..errors import AudioError, CheckpointError
 from .quantize import ResidualVQ, wn_conv1d
@@ -35,15 +36,11 @@ __all__ = [
     "AcousticDecoder",
     "AcousticDecoderOutput",
     "AcousticCodec",
-    "load_state_strict",
 ]
 
 SNAKE_EPS = 1e-9
 RESIDUAL_DILATIONS = (1, 3, 9)
 # training-only loss settings of the reference decoder (they do not change any weight shape)
-DEFAULT_COMMITMENT = 0.25
-DEFAULT_CODEBOOK_LOSS_WEIGHT = 1.0
-DEFAULT_QUANTIZER_DROPOUT = 0.5
 
 
 class Snake(nn.Module):
@@ -139,12 +136,15 @@ class AcousticDecoder(nn.Module):
     def __init__(
         self,
         cfg: AcousticDecoderConfig,
-        commitment: float = DEFAULT_COMMITMENT,
-        codebook_loss_weight: float = DEFAULT_CODEBOOK_LOSS_WEIGHT,
-        quantizer_dropout: float = DEFAULT_QUANTIZER_DROPOUT,
+        commitment: Optional[float] = None,
+        codebook_loss_weight: Optional[float] = None,
+        quantizer_dropout: Optional[float] = None,
     ):
         super().__init__()
         self.cfg = cfg
+        commitment = cfg.commitment if commitment is None else commitment
+        codebook_loss_weight = cfg.codebook_loss_weight if codebook_loss_weight is None else codebook_loss_weight
+        quantizer_dropout = cfg.quantizer_dropout if quantizer_dropout is None else quantizer_dropout
         self.quantizer = ResidualVQ(
             input_dim=cfg.in_channels,
             num_quantizers=cfg.num_quantizers,
@@ -189,30 +189,6 @@ class AcousticDecoder(nn.Module):
         return AcousticDecoderOutput(wav, out.quantized, out.ids, out.commit_loss.sum(), out.codebook_loss.sum())
 
 
-def load_state_strict(module: nn.Module, path: Union[str, Path]) -> nn.Module:
-    """Load a safetensors state_dict into ``module`` with strict key and shape checks.
-
-    Uses ``load_state_dict(load_file(...))`` rather than ``safetensors.torch.load_model``,
-    which refuses the official acoustic decoder's window buffer (parity README 14.1).
-    """
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    try:
-        state = load_file(str(path))
-    except FileNotFoundError:
-        raise CheckpointError(f"{path}: no such weight file") from None
-    except Exception as e:  # noqa: BLE001 - truncated / not safetensors
-        raise CheckpointError(f"{path}: not a readable safetensors file ({e})") from None
-    try:
-        module.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        first = str(e).strip().splitlines()
-        detail = " ".join(line.strip() for line in first[:3])
-        raise CheckpointError(f"{path}: does not match {type(module).__name__}: {detail[:400]}") from None
-    return module
-
-
 class AcousticCodec(nn.Module):
     """Encoder + decoder pair. ``encode(wav (B, S) or (B, 1, S)) -> codes (B, T, Q)``,
     ``decode(codes) -> wav (B, 1, T * hop)``.
@@ -248,8 +224,8 @@ class AcousticCodec(nn.Module):
 
     def load_weights(self, encoder_file: Union[str, Path], decoder_file: Union[str, Path]) -> "AcousticCodec":
         """Load the two official files (``model.safetensors``, ``model_1.safetensors``) strictly."""
-        load_state_strict(self.encoder, encoder_file)
-        load_state_strict(self.decoder, decoder_file)
+        load_weights(self.encoder, encoder_file)
+        load_weights(self.decoder, decoder_file)
         return self
 
     @torch.no_grad()

@@ -25,8 +25,6 @@ __all__ = ["SemanticCodec", "SemanticCodecOutput"]
 
 # training-only loss weights of the reference RepCodec (not in the config: they do not
 # change any weight shape); override with SemanticCodec(..., commitment=...)
-DEFAULT_COMMITMENT = 0.15
-DEFAULT_CODEBOOK_LOSS_WEIGHT = 1.0
 
 
 class SemanticCodecOutput(NamedTuple):
@@ -51,12 +49,15 @@ class SemanticCodec(nn.Module):
     def __init__(
         self,
         cfg: SemanticCodecConfig,
-        commitment: float = DEFAULT_COMMITMENT,
-        codebook_loss_weight: float = DEFAULT_CODEBOOK_LOSS_WEIGHT,
-        quantizer_dropout: float = 0.0,
+        commitment: Optional[float] = None,
+        codebook_loss_weight: Optional[float] = None,
+        quantizer_dropout: Optional[float] = None,
     ):
         super().__init__()
         self.cfg = cfg
+        quantizer_dropout = cfg.quantizer_dropout if quantizer_dropout is None else quantizer_dropout
+        commitment = cfg.commitment if commitment is None else commitment
+        codebook_loss_weight = cfg.codebook_loss_weight if codebook_loss_weight is None else codebook_loss_weight
         self.encoder = _coder(cfg)
         self.decoder = _coder(cfg)
         self.quantizer = ResidualVQ(

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+from metis_speech.checkpoint import load_weights
 import torch
 from safetensors.torch import load_model, save_model
 
@@ -14,7 +16,6 @@ from metis_speech.models.acoustic_codec import (
     AcousticDecoder,
     AcousticEncoder,
     Snake,
-    load_state_strict,
 )
 
 
@@ -105,13 +106,13 @@ def test_load_state_strict_errors(tiny, tmp_path):
     bad = tmp_path / "bad.safetensors"
     bad.write_bytes(b"not a safetensors file")
     with pytest.raises(CheckpointError, match="bad.safetensors"):
-        load_state_strict(tiny.encoder, bad)
+        load_weights(tiny.encoder, bad)
     wrong = tmp_path / "wrong.safetensors"
     save_model(tiny.encoder, str(wrong))
     with pytest.raises(CheckpointError, match="does not match"):
-        load_state_strict(AcousticDecoder(load_preset("tiny", "acoustic_decoder")), wrong)
+        load_weights(AcousticDecoder(load_preset("tiny", "acoustic_decoder")), wrong)
     with pytest.raises(CheckpointError, match="no such"):
-        load_state_strict(tiny.encoder, tmp_path / "missing.safetensors")
+        load_weights(tiny.encoder, tmp_path / "missing.safetensors")
 
 
 def test_training_forward_losses_and_gradients():
