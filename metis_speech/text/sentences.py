@@ -21,7 +21,7 @@ DEFAULT_MAX_CHARS = {"en": 300, "fr": 300, "de": 300, "ko": 150, "zh": 100, "ja"
 _ABBREVIATIONS = {
     "en": None,  # filled lazily from english.ABBREVIATIONS
     "fr": {"M", "MM", "Mme", "Mlle", "Dr", "Pr", "St", "Ste", "av", "bd", "etc", "ex", "env", "art", "cf", "p", "n°"},
-    "de": {"z", "B", "usw", "bzw", "d", "h", "u", "a", "ca", "Nr", "Dr", "Prof", "Hr", "Fr", "Str", "evtl", "ggf",
+    "de": {"z", "B", "usw", "bzw", "d", "h", "u", "a", "ca", "Dr", "Prof", "Hr", "Fr", "Str", "evtl", "ggf",
            "inkl", "vgl", "bzgl", "Jh", "St"},
 }
 _CJK_END = "。！？!?；;…"
@@ -33,11 +33,15 @@ _CLAUSE = re.compile(r"(?<=[,;:，；：、])")
 def _abbreviations(language: str) -> set:
     if language == "en":
         if _ABBREVIATIONS["en"] is None:
-            from .english import ABBREVIATIONS
+            from .english import TITLES, TRAILING
 
-            _ABBREVIATIONS["en"] = {a.split(".")[-1] for a in ABBREVIATIONS} | {a.lower() for a in ABBREVIATIONS}
+            _ABBREVIATIONS["en"] = {a.split(".")[-1] for a in list(TITLES) + list(TRAILING)} | {"St"}
         return _ABBREVIATIONS["en"]
     return _ABBREVIATIONS.get(language) or set()
+
+
+# Abbreviations only when a number follows ("No. 5", "Mar. 3"); elsewhere they are words.
+_BEFORE_NUMBER = {"No", "Nos", "no", "Nr", "Jan", "Feb", "Mar", "Apr", "Jun", "Jul", "Aug", "Sep", "Sept", "Oct", "Nov", "Dec"}
 
 
 def _latin_sentences(line: str, language: str) -> List[str]:
@@ -47,8 +51,11 @@ def _latin_sentences(line: str, language: str) -> List[str]:
         before = line[start:m.start()]
         word = re.findall(r"[\w°]+$", before)
         last = word[0] if word else ""
-        if m.group(1) == "." and (last in abbr or (len(last) == 1 and last.isalpha() and last.isupper())):
-            continue  # "Dr. Smith", "J. K. Rowling": not a sentence end
+        if m.group(1) == ".":
+            initial = len(last) == 1 and last.isalpha() and last.isupper()  # "J. K. Rowling"
+            numbered = last in _BEFORE_NUMBER and line[m.end():m.end() + 1].isdigit()
+            if last in abbr or initial or numbered:
+                continue  # not a sentence end
         out.append(line[start:m.end(2)])
         start = m.end()
     out.append(line[start:])
