@@ -29,6 +29,7 @@ GERMAN_ABBREVIATIONS: Dict[str, str] = {
     "vgl.": "vergleiche", "bzgl.": "bezüglich", "Jh.": "Jahrhundert", "St.": "Sankt",
 }
 _PERCENT = {"fr": " pour cent", "de": " Prozent"}
+_DECIMAL_COMMA = {"fr": " virgule ", "de": " Komma "}
 _AND = {"fr": " et ", "de": " und "}
 
 _TYPOGRAPHIC = (
@@ -53,6 +54,7 @@ def normalize(text: str, language: str) -> str:
     for a, b in _TYPOGRAPHIC:
         text = text.replace(a, b)
     text = text.replace("%", _PERCENT[language]).replace("&", _AND[language])
+    text = re.sub(r"(?<=\d),(?=\d)", _DECIMAL_COMMA[language], text)  # 3,5 -> drei Komma fünf
     text = re.sub(r"[<>()\[\]{}\"]+", "", text)
     text = text.replace(";", ",").replace(":", ",")
     text = re.sub(r"(?<=\w)-(?=\w)|(?<=\s)-|-(?=\s)", " ", text)

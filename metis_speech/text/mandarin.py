@@ -15,6 +15,7 @@ English runs by :mod:`.tokenizer`.
 from __future__ import annotations
 
 import re
+import warnings
 from functools import lru_cache
 from typing import List, Tuple
 
@@ -148,7 +149,9 @@ def _merge_words(words: List[str]) -> List[str]:
 @lru_cache(maxsize=1)
 def _libs() -> Tuple[object, object, object]:
     try:
-        import jieba
+        with warnings.catch_warnings():  # jieba imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            import jieba
         from pypinyin import Style, lazy_pinyin
     except ImportError:
         raise BackendUnavailableError("Chinese needs jieba and pypinyin; pip install jieba pypinyin") from None
@@ -176,11 +179,10 @@ def normalize(text: str) -> str:
     return re.sub(r"\s*([,.?!;:'…])\s*", r"\1", text)
 
 
-def phones(text: str, strict: bool = True) -> List[str]:
+def phones(text: str) -> List[str]:
     """Chinese text -> phone symbols (no word boundaries; punctuation kept).
 
-    ``strict`` is accepted for symmetry with the other languages (Latin letters are dropped
-    here either way; :mod:`.tokenizer` routes them to English).
+    Latin letters are dropped here; :mod:`.tokenizer` routes them to English.
     """
     jieba, (lazy_pinyin, Style), _ = _libs()
     out: List[str] = []

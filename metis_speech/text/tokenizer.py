@@ -137,19 +137,14 @@ class PhoneTokenizer:
         runs = zh_en_segments(text)
         if not any(kind == "zh" for _, kind in runs):
             return english.phones(text, keep_contractions=self.keep_contractions)
-        if not any(kind == "en" for _, kind in runs) and lang == "zh":
-            from . import mandarin
-
-            return mandarin.phones(text)
         from . import mandarin
 
         out: List[str] = []
         for i, (piece, kind) in enumerate(runs):
-            last = i == len(runs) - 1
-            if kind == "zh" or (kind == "" and lang == "zh"):
-                out += mandarin.phones(piece, strict=False)
-            else:
-                out += english.phones(piece, keep_contractions=self.keep_contractions, closing_boundary=not last)
+            if kind == "zh":
+                out += mandarin.phones(piece)
+            else:  # an English stretch closes with a word boundary unless it ends the text
+                out += english.phones(piece, keep_contractions=self.keep_contractions, closing_boundary=i < len(runs) - 1)
         return out
 
     # ---- ids ---------------------------------------------------------------------------------
