@@ -16,7 +16,7 @@ import json
 import os
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterable, List, Mapping, Optional, Tuple, Union
+from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 from ..errors import HubError, MetisError
 
