@@ -1,0 +1,643 @@
+"""One training loop for stage 1 (pre-training, full or LoRA fine-tuning) and S2A, on 🤗 Accelerate.
+
+A run is described by a :class:`TrainConfig` (YAML recipes in ``metis_speech/recipes``):
+model preset + overrides, optional initial weights, fine-tuning mode, data, optimiser and
+loop settings. :class:`Trainer` builds everything from it and runs
+
+    for each optimiser step:  grad_accum micro-batches (dynamic, by frame count)
+        -> objective.sample (CPU generator) -> forward/backward (no DDP sync until the last)
+        -> clip -> AdamW step -> warm-up + cosine/linear decay -> EMA (optional) -> log
+
+Checkpoints (every ``checkpoint_every`` steps and at the end) go to ``<out>/checkpoints``:
+a directory ``step_XXXXXXXX`` is written as ``.tmp-step_XXXXXXXX`` and renamed when complete,
+then the text file ``latest`` is replaced atomically; a SIGKILL at any moment leaves the
+previous checkpoint intact. Each holds ``model.safetensors`` (trainable wrapper state),
+``trainer.pt`` (optimiser, scheduler, EMA), ``rng_<rank>.pt`` (python, numpy, torch, CUDA
+and the objective generator states) and ``meta.json`` (step, epoch, batch position). A
+resumed run therefore reproduces the uninterrupted run's losses exactly (same seed, same
+number of processes).
+
+Final outputs in ``<out>/final``: ``model.safetensors`` + ``config.json`` readable by
+:func:`metis_speech.loading.load_checkpoint` (EMA weights when EMA is on; LoRA merged);
+in LoRA mode also ``lora.safetensors`` (peft names, official layout), ``adapter.safetensors``
+(``model.cond_adapter.*``) and ``lora.json`` (r, alpha). ``log.jsonl`` (and TensorBoard
+events when installed) and ``loss.png`` sit in ``<out>``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import dataclasses
+import json
+import math
+import os
+import random
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..config import ConfigError, config_from_dict, config_to_dict, load_preset
+from ..errors import MetisError
+
+__all__ = [
+    "ModelSection",
+    "FinetuneSection",
+    "DataSection",
+    "OptimSection",
+    "LoopSection",
+    "TrainConfig",
+    "load_train_config",
+    "Trainer",
+    "lr_lambda",
+]
+
+
+# ------------------------------------------------------------------ config
+@dataclass
+class ModelSection:
+    preset: str = "tiny"
+    component: str = "stage1_base"
+    overrides: Dict[str, Any] = field(default_factory=dict)  # fields replacing the preset's
+    init_from: Optional[str] = None  # checkpoint dir (save_checkpoint) or .safetensors file
+
+
+@dataclass
+class FinetuneSection:
+    mode: str = "full"  # "full" or "lora"
+    lora_r: int = 16
+    lora_alpha: float = 32.0
+    lora_dropout: float = 0.01
+    train_new_modules: bool = True  # train modules absent from init_from (adapter, phone prefix)
+
+
+@dataclass
+class DataSection:
+    path: Optional[str] = None  # shard directory (see training/data.py)
+    synthetic: Optional[Dict[str, Any]] = None  # synthetic_utterances(**synthetic) instead of path
+    max_frames: int = 4000  # padded frames (B * T_max) per micro-batch
+    max_batch_size: Optional[int] = None
+    min_utt_frames: int = 4
+    max_utt_frames: Optional[int] = None
+    shuffle: bool = True
+
+
+@dataclass
+class OptimSection:
+    lr: float = 1e-4
+    betas: List[float] = field(default_factory=lambda: [0.9, 0.999])
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    warmup_steps: int = 1000
+    decay: str = "cosine"  # cosine | linear | constant
+    min_lr_ratio: float = 0.0
+    grad_clip: Optional[float] = 1.0
+
+
+@dataclass
+class LoopSection:
+    max_steps: int = 1000
+    grad_accum: int = 1
+    mixed_precision: str = "no"  # no | bf16 | fp16
+    seed: int = 0
+    ema: Optional[float] = None  # EMA decay, e.g. 0.999; None = off
+    log_every: int = 10
+    checkpoint_every: int = 1000
+    keep_checkpoints: int = 2
+    out: str = "runs/metis"
+    progress: bool = True
+
+
+@dataclass
+class TrainConfig:
+    model: ModelSection = field(default_factory=ModelSection)
+    finetune: FinetuneSection = field(default_factory=FinetuneSection)
+    data: DataSection = field(default_factory=DataSection)
+    optim: OptimSection = field(default_factory=OptimSection)
+    train: LoopSection = field(default_factory=LoopSection)
+    objective: Dict[str, Any] = field(default_factory=dict)  # kwargs of the objective class
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+_SECTIONS = {f.name: f for f in dataclasses.fields(TrainConfig)}
+
+
+def _section(cls, d: Any, where: str):
+    if d is None:
+        return cls()
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping")
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(d) - names)
+    if unknown:
+        raise ConfigError(f"{where}: unknown field(s) {unknown}; known: {sorted(names)}")
+    return cls(**d)
+
+
+def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
+    """A TrainConfig from a YAML/JSON file, a recipe name (``stage1_pretrain_tiny``) or a dict."""
+    if isinstance(source, dict):
+        d, where = source, "config"
+    else:
+        path = Path(source)
+        if not path.exists():
+            from ..recipes import recipe_path
+
+            path = recipe_path(str(source))
+        import yaml
+
+        try:
+            d = yaml.safe_load(path.read_text())
+        except yaml.YAMLError as e:
+            raise ConfigError(f"{path}: not valid YAML: {e}") from None
+        where = str(path)
+    if not isinstance(d, dict):
+        raise ConfigError(f"{where}: expected a mapping of sections")
+    unknown = sorted(set(d) - set(_SECTIONS))
+    if unknown:
+        raise ConfigError(f"{where}: unknown section(s) {unknown}; known: {sorted(_SECTIONS)}")
+    kw = {}
+    for name in ("model", "finetune", "data", "optim", "train"):
+        kw[name] = _section(type(getattr(TrainConfig(), name)), d.get(name), f"{where}: {name}")
+    kw["objective"] = dict(d.get("objective") or {})
+    cfg = TrainConfig(**kw)
+    if cfg.finetune.mode not in ("full", "lora"):
+        raise ConfigError(f"{where}: finetune.mode must be 'full' or 'lora'")
+    if cfg.finetune.mode == "lora" and not cfg.model.init_from:
+        raise ConfigError(f"{where}: LoRA fine-tuning needs model.init_from (the pre-trained weights)")
+    if cfg.optim.decay not in ("cosine", "linear", "constant"):
+        raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
+    if (cfg.data.path is None) == (cfg.data.synthetic is None):
+        raise ConfigError(f"{where}: give exactly one of data.path and data.synthetic")
+    return cfg
+
+
+def lr_lambda(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
+    """LR multiplier: linear warm-up over ``warmup`` steps, then cosine/linear to ``min_ratio``."""
+    if warmup > 0 and step < warmup:
+        return (step + 1) / warmup
+    if decay == "constant" or total <= warmup:
+        return 1.0
+    frac = min(1.0, (step - warmup) / max(1, total - warmup))
+    shape = 0.5 * (1 + math.cos(math.pi * frac)) if decay == "cosine" else 1 - frac
+    return min_ratio + (1 - min_ratio) * shape
+
+
+# ------------------------------------------------------------------ helpers
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def _rng_state(gen: torch.Generator) -> dict:
+    st = {
+        "python": random.getstate(),
+        "numpy": np.random.get_state(),
+        "torch": torch.get_rng_state(),
+        "objective": gen.get_state(),
+    }
+    if torch.cuda.is_available():
+        st["cuda"] = torch.cuda.get_rng_state_all()
+    return st
+
+
+def _set_rng_state(st: dict, gen: torch.Generator) -> None:
+    random.setstate(st["python"])
+    np.random.set_state(st["numpy"])
+    torch.set_rng_state(st["torch"])
+    gen.set_state(st["objective"])
+    if "cuda" in st and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(st["cuda"])
+
+
+class _Logger:
+    """JSONL log (always) + TensorBoard (when installed); main process only."""
+
+    def __init__(self, out: Path, enabled: bool):
+        self.enabled = enabled
+        self.path = out / "log.jsonl"
+        self.tb = None
+        if enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                self.tb = SummaryWriter(str(out / "tb"))
+            except Exception:  # noqa: BLE001 - TensorBoard is optional
+                self.tb = None
+
+    def log(self, rec: dict) -> None:
+        if not self.enabled:
+            return
+        with open(self.path, "a") as f:
+            f.write(json.dumps(rec) + "\n")
+        if self.tb is not None:
+            for k, v in rec.items():
+                if isinstance(v, (int, float)) and k != "step":
+                    self.tb.add_scalar(f"train/{k}", v, rec["step"])
+
+    def close(self) -> None:
+        if self.tb is not None:
+            self.tb.close()
+
+
+def read_log(out: Union[str, Path]) -> List[dict]:
+    """Records of ``<out>/log.jsonl``; a resumed run's repeated steps keep the last value."""
+    by_step: Dict[int, dict] = {}
+    path = Path(out) / "log.jsonl"
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            by_step[rec["step"]] = rec
+    return [by_step[k] for k in sorted(by_step)]
+
+
+def plot_loss(out: Union[str, Path]) -> Optional[Path]:
+    """``<out>/loss.png`` from the log (None when matplotlib is missing or nothing was logged)."""
+    recs = read_log(out)
+    if not recs:
+        return None
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except Exception:  # noqa: BLE001 - plotting is optional
+        return None
+    fig, ax = plt.subplots(figsize=(6, 3.5))
+    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1)
+    ax.set_xlabel("step")
+    ax.set_ylabel("masked-token cross-entropy")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path = Path(out) / "loss.png"
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+# ------------------------------------------------------------------ trainer
+class Trainer:
+    """Builds model, objective, data and optimiser from a TrainConfig and runs the loop."""
+
+    def __init__(self, cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
+        from accelerate import Accelerator
+        from accelerate.utils import DistributedDataParallelKwargs
+
+        self.cfg = cfg
+        self.out = Path(out or cfg.train.out)
+        self.ckpt_dir = self.out / "checkpoints"
+        self.accelerator = Accelerator(
+            mixed_precision=cfg.train.mixed_precision,
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+        )
+        acc = self.accelerator
+        self.rank, self.world = acc.process_index, acc.num_processes
+        self.is_main = acc.is_main_process
+        latest = self.latest_checkpoint(self.out)
+        if latest is not None and not resume:
+            raise MetisError(f"{self.out} already holds checkpoints ({latest.name}); pass --resume or choose another --out")
+        if self.is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        acc.wait_for_everyone()
+
+        seed = cfg.train.seed
+        random.seed(seed)
+        np.random.seed(seed)
+        torch.manual_seed(seed)
+        self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank + 1)
+
+        self.model_cfg = self._model_config()
+        self.net, self.new_keys = self._build_network()
+        self.model = self._apply_finetune(self.net)
+        from .objectives import build_objective
+
+        objective = build_objective(self.model, **cfg.objective)
+        self.trainable = [p for p in objective.parameters() if p.requires_grad]
+        if not self.trainable:
+            raise MetisError("no trainable parameters")
+        o = cfg.optim
+        optimizer = torch.optim.AdamW(self.trainable, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
+        total = cfg.train.max_steps
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda s: lr_lambda(s, o.warmup_steps, total, o.decay, o.min_lr_ratio)
+        )
+        self.objective, self.optimizer = acc.prepare(objective, optimizer)
+        self.ema = (
+            {n: p.detach().float().clone() for n, p in self._unwrapped().named_parameters() if p.requires_grad}
+            if cfg.train.ema
+            else None
+        )
+
+        self.dataset = self._build_dataset()
+        from .data import FrameBatchSampler
+
+        self.sampler = FrameBatchSampler(
+            self.dataset.lengths,
+            cfg.data.max_frames,
+            seed=seed,
+            shuffle=cfg.data.shuffle,
+            rank=self.rank,
+            world_size=self.world,
+            max_batch_size=cfg.data.max_batch_size,
+        )
+        self.step, self.epoch, self.pos = 0, 0, 0
+        self._epoch_batches: Optional[list] = None
+        self.empty_batches = 0
+        if resume and latest is not None:
+            self.load_state(latest)
+
+    # ------------------------------------------------------------- building
+    def _model_config(self):
+        m = self.cfg.model
+        base = config_to_dict(load_preset(m.preset, m.component))
+        base.update(m.overrides or {})
+        return config_from_dict(base)
+
+    def _build_network(self):
+        from ..checkpoint import check_keys, load_weights
+        from ..loading import build_model
+
+        net = build_model(self.model_cfg)
+        new_keys: List[str] = []
+        src = self.cfg.model.init_from
+        if src:
+            path = Path(src)
+            if path.is_dir():
+                path = path / "model.safetensors"
+            from safetensors import safe_open
+
+            try:
+                with safe_open(str(path), framework="pt") as f:
+                    have = set(f.keys())
+            except Exception as e:  # noqa: BLE001
+                raise MetisError(f"{path}: cannot read initial weights: {e}") from None
+            new_keys = [k for k in net.state_dict() if k not in have]
+            allowed = ("cond_adapter.", "phone_emb.", "diff_estimator.cond_mlp.")
+            bad = [k for k in new_keys if not k.startswith(allowed)]
+            if bad:
+                raise MetisError(f"{path}: lacks weights the model needs: {bad[:3]} (+{max(0, len(bad) - 3)} more)")
+            load_weights(net, path, allow_missing=[r"cond_adapter\.", r"phone_emb\.", r"diff_estimator\.cond_mlp\."])
+        return net, new_keys
+
+    def _apply_finetune(self, net: nn.Module) -> nn.Module:
+        ft = self.cfg.finetune
+        if ft.mode != "lora":
+            return net
+        from .lora import add_lora
+
+        model = add_lora(net, ft.lora_r, ft.lora_alpha, ft.lora_dropout)
+        new_prefixes = {k.rsplit(".", 1)[0] for k in self.new_keys}
+        for n, p in net.named_parameters():
+            if n.startswith("cond_adapter.") or (ft.train_new_modules and n.rsplit(".", 1)[0] in new_prefixes):
+                p.requires_grad_(True)
+        return model
+
+    def _build_dataset(self):
+        from ..config import S2AConfig
+        from .data import TokenDataset, synthetic_utterances
+
+        mc, d = self.model_cfg, self.cfg.data
+        if isinstance(mc, S2AConfig):
+            require = ("semantic", "acoustic")
+            vocab, avocab, pvocab = mc.cond_codebook_size, mc.codebook_size, None
+        else:
+            require = ("semantic",) + (("phones",) if mc.use_phone_cond else ()) + (("cond",) if mc.adapter != "none" else ())
+            vocab, avocab, pvocab = mc.codebook_size, None, mc.phone_vocab_size
+        kw = dict(require=require, min_frames=d.min_utt_frames, max_frames=d.max_utt_frames, vocab=vocab, acoustic_vocab=avocab, phone_vocab=pvocab)
+        if d.synthetic is not None:
+            syn = dict(d.synthetic)
+            syn.setdefault("vocab", vocab)
+            if isinstance(mc, S2AConfig):
+                syn.setdefault("num_quantizers", mc.num_quantizers)
+                syn.setdefault("acoustic_vocab", mc.codebook_size)
+            else:
+                syn.setdefault("phones", mc.use_phone_cond)
+                syn.setdefault("cond_dim", mc.cond_dim if mc.adapter != "none" else 0)
+            return TokenDataset(items=synthetic_utterances(**syn), **kw)
+        return TokenDataset(path=d.path, **kw)
+
+    def _unwrapped(self) -> nn.Module:
+        """The network or its peft wrapper (what the checkpoints store)."""
+        return self.accelerator.unwrap_model(self.objective).model
+
+    # ------------------------------------------------------------------ data
+    def _next_batch(self):
+        from .data import collate
+
+        while True:
+            if self._epoch_batches is None:
+                self._epoch_batches = self.sampler.epoch_batches(self.epoch)
+            if self.pos >= len(self._epoch_batches):
+                self.epoch += 1
+                self.pos = 0
+                self._epoch_batches = None
+                continue
+            idx = self._epoch_batches[self.pos]
+            self.pos += 1
+            batch = collate([self.dataset[i] for i in idx], getattr(self.model_cfg, "phone_pad_id", 1023))
+            if batch is None:
+                self.empty_batches += 1
+                continue
+            return batch
+
+    # ------------------------------------------------------------------ loop
+    def train(self, until: Optional[int] = None) -> dict:
+        """Run to ``until`` (default ``train.max_steps``) optimiser steps; returns a summary."""
+        acc, c = self.accelerator, self.cfg.train
+        target = min(until or c.max_steps, c.max_steps)
+        logger = _Logger(self.out, self.is_main)
+        bar = None
+        if self.is_main and c.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=target, initial=self.step, desc="train", dynamic_ncols=True)
+        device = acc.device
+        frames_total, t_start, last = 0, time.perf_counter(), {}
+        self.objective.train()
+        while self.step < target:
+            t0 = time.perf_counter()
+            loss_sum = acc_sum = 0.0
+            frames = 0
+            for micro in range(c.grad_accum):
+                batch = self._next_batch()
+                plan = acc.unwrap_model(self.objective).sample(batch, self.generator)
+                batch = {k: v.to(device) for k, v in batch.items()}
+                sync = micro == c.grad_accum - 1
+                ctx = contextlib.nullcontext() if sync else acc.no_sync(self.objective)
+                with ctx:
+                    with acc.autocast():
+                        out = self.objective(batch, plan)
+                    acc.backward(out.loss / c.grad_accum)
+                loss_sum += float(out.loss.detach())
+                acc_sum += float(out.accuracy)
+                frames += int(out.n_frames)
+            grad_norm = None
+            if self.cfg.optim.grad_clip:
+                grad_norm = float(acc.clip_grad_norm_(self.trainable, self.cfg.optim.grad_clip))
+            self.optimizer.step()
+            self.scheduler.step()
+            self.optimizer.zero_grad(set_to_none=True)
+            if self.ema is not None:
+                self._ema_update()
+            self.step += 1
+            stats = torch.tensor([loss_sum / c.grad_accum, acc_sum / c.grad_accum, float(frames)], device=device)
+            if self.world > 1:
+                stats = acc.reduce(stats, reduction="sum")
+                stats[:2] /= self.world
+            dt = time.perf_counter() - t0
+            frames_total += int(stats[2])
+            last = {
+                "step": self.step,
+                "loss": float(stats[0]),
+                "accuracy": float(stats[1]),
+                "lr": self.scheduler.get_last_lr()[0],
+                "frames": int(stats[2]),
+                "frames_per_s": float(stats[2]) / max(dt, 1e-9),
+                "epoch": self.epoch,
+            }
+            if grad_norm is not None:
+                last["grad_norm"] = grad_norm
+            if self.step % c.log_every == 0 or self.step == target:
+                logger.log(last)
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.3f}", acc=f"{last['accuracy']:.3f}")
+            if self.step % c.checkpoint_every == 0 or self.step == target:
+                self.save_state()
+        if bar is not None:
+            bar.close()
+        logger.close()
+        elapsed = time.perf_counter() - t_start
+        summary = {
+            "step": self.step,
+            "last": last,
+            "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0,
+            "skipped": dict(self.dataset.skipped),
+            "empty_batches": self.empty_batches,
+        }
+        if self.step >= c.max_steps:
+            self.save_final()
+        return summary
+
+    def _ema_update(self) -> None:
+        d = float(self.cfg.train.ema)
+        with torch.no_grad():
+            for n, p in self._unwrapped().named_parameters():
+                if n in self.ema:
+                    self.ema[n].mul_(d).add_(p.detach().float(), alpha=1 - d)
+
+    # ----------------------------------------------------------- checkpoints
+    @staticmethod
+    def latest_checkpoint(out: Union[str, Path]) -> Optional[Path]:
+        """The newest complete checkpoint of a run directory (``latest`` pointer, else a scan)."""
+        ck = Path(out) / "checkpoints"
+        ptr = ck / "latest"
+        if ptr.is_file():
+            d = ck / ptr.read_text().strip()
+            if (d / "meta.json").is_file():
+                return d
+        done = sorted(p for p in ck.glob("step_*") if (p / "meta.json").is_file()) if ck.is_dir() else []
+        return done[-1] if done else None
+
+    def save_state(self) -> Path:
+        """Write a resumable checkpoint atomically (all processes take part)."""
+        from ..checkpoint import save_weights
+
+        acc = self.accelerator
+        name = f"step_{self.step:08d}"
+        tmp, final = self.ckpt_dir / f".tmp-{name}", self.ckpt_dir / name
+        if self.is_main:
+            if tmp.exists():
+                shutil.rmtree(tmp)
+            tmp.mkdir(parents=True)
+        acc.wait_for_everyone()
+        torch.save(_rng_state(self.generator), tmp / f"rng_{self.rank}.pt")
+        if self.is_main:
+            save_weights(self._unwrapped().state_dict(), tmp / "model.safetensors")
+            torch.save(
+                {"optimizer": self.optimizer.state_dict(), "scheduler": self.scheduler.state_dict(), "ema": self.ema},
+                tmp / "trainer.pt",
+            )
+            meta = {
+                "step": self.step,
+                "epoch": self.epoch,
+                "pos": self.pos,
+                "world_size": self.world,
+                "empty_batches": self.empty_batches,
+                "config": self.cfg.to_dict(),
+            }
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        acc.wait_for_everyone()
+        if self.is_main:
+            if final.exists():
+                shutil.rmtree(final)
+            os.replace(tmp, final)
+            _atomic_write_text(self.ckpt_dir / "latest", name + "\n")
+            old = sorted(p for p in self.ckpt_dir.glob("step_*") if p != final)
+            keep = max(1, self.cfg.train.keep_checkpoints) - 1
+            for p in old[: max(0, len(old) - keep)]:
+                shutil.rmtree(p, ignore_errors=True)
+        acc.wait_for_everyone()
+        return final
+
+    def load_state(self, directory: Union[str, Path]) -> None:
+        """Restore model, optimiser, scheduler, EMA, RNG states and the data position."""
+        from ..checkpoint import load_state_dict_strict, read_weights
+
+        directory = Path(directory)
+        meta = json.loads((directory / "meta.json").read_text())
+        if meta["world_size"] != self.world:
+            raise MetisError(
+                f"{directory}: written by {meta['world_size']} process(es), resuming with {self.world}; "
+                "exact resumption needs the same number of processes"
+            )
+        load_state_dict_strict(self._unwrapped(), read_weights(directory / "model.safetensors"), str(directory))
+        st = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=False)
+        self.optimizer.load_state_dict(st["optimizer"])
+        self.scheduler.load_state_dict(st["scheduler"])
+        self.ema = st["ema"]
+        _set_rng_state(torch.load(directory / f"rng_{self.rank}.pt", weights_only=False), self.generator)
+        self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
+        self.empty_batches = meta.get("empty_batches", 0)
+        self._epoch_batches = None
+
+    # ------------------------------------------------------------ final save
+    def save_final(self) -> Optional[Path]:
+        """``<out>/final``: a load_checkpoint directory (+ LoRA/adapter files in LoRA mode)."""
+        acc = self.accelerator
+        acc.wait_for_everyone()
+        if not self.is_main:
+            return None
+        from ..checkpoint import adapter_state_dict, lora_state_dict, save_weights
+        from ..loading import save_checkpoint
+
+        final = self.out / "final"
+        model = copy.deepcopy(self._unwrapped()).float().eval()
+        if self.ema is not None:
+            with torch.no_grad():
+                for n, p in model.named_parameters():
+                    if n in self.ema:
+                        p.copy_(self.ema[n])
+        if self.cfg.finetune.mode == "lora":
+            ft = self.cfg.finetune
+            save_weights(lora_state_dict(model), final / "lora.safetensors")
+            net = model.model
+            if getattr(net, "has_adapter", False):
+                save_weights(adapter_state_dict(net), final / "adapter.safetensors")
+            (final / "lora.json").write_text(json.dumps({"r": ft.lora_r, "alpha": ft.lora_alpha, "base": self.cfg.model.init_from}, indent=1))
+            model = model.merge_and_unload()
+        save_checkpoint(model, final)
+        plot_loss(self.out)
+        return final
