@@ -1,0 +1,65 @@
+"""Token shards, dynamic batching and bad-item handling."""
+
+import torch
+
+from metis_speech.training.data import (
+    FrameBatchSampler,
+    TokenDataset,
+    collate,
+    iterate_batches,
+    synthetic_utterances,
+    write_shard,
+)
+
+
+def test_shard_round_trip_and_bad_items(tmp_path):
+    good = synthetic_utterances(10, min_frames=8, max_frames=20, seed=0, phones=True, num_quantizers=2, cond_dim=4)
+    write_shard(tmp_path / "a.safetensors", good[:5])
+    bad = [
+        {"id": "empty", "semantic": torch.zeros(0, dtype=torch.long)},
+        {"id": "short", "semantic": torch.arange(2), "phones": torch.arange(3)},
+        {"id": "oov", "semantic": torch.full((10,), 5000)},
+        {"id": "nophones", "semantic": torch.arange(10)},
+        {"id": "offbyone", "semantic": torch.arange(10), "phones": torch.arange(3), "acoustic": torch.zeros(11, 2, dtype=torch.long)},
+        {"id": "mismatch", "semantic": torch.arange(10), "phones": torch.arange(3), "acoustic": torch.zeros(20, 2, dtype=torch.long)},
+    ]
+    write_shard(tmp_path / "b.safetensors", good[5:] + bad)
+    (tmp_path / "c.safetensors").write_bytes(b"\x00garbage")  # a corrupt shard
+    ds = TokenDataset(tmp_path, require=("semantic", "phones"), min_frames=4, vocab=1024)
+    sk = dict(ds.skipped)
+    assert sk["unreadable shard"] == 1
+    assert sk["empty or no semantic ids"] == 1 and sk["too short"] == 1
+    assert sk["no phones"] == 2  # 'nophones' and 'oov'
+    assert sk["acoustic length mismatch"] == 1
+    assert len(ds) == 11  # 10 good + off-by-one (cut to the semantic length)
+    items = [ds[i] for i in range(len(ds))]
+    assert all(u is not None for u in items)
+    off = [u for u in items if u["id"] == "offbyone"][0]
+    assert off["acoustic"].shape == (10, 2)
+    # ids out of range are caught when read, the batch goes on without them
+    ds2 = TokenDataset(tmp_path, require=("semantic",), min_frames=4, vocab=1024)
+    batches = list(iterate_batches(ds2, FrameBatchSampler(ds2.lengths, 100), 0))
+    assert ds2.skipped["semantic id out of range"] == 1
+    assert sum(b["semantic"].shape[0] for _, b in batches if b is not None) == len(ds2) - 1
+
+
+def test_collate_pads_and_reports_lengths():
+    us = synthetic_utterances(3, min_frames=5, max_frames=9, seed=1, phones=True, num_quantizers=3, cond_dim=2)
+    b = collate(us + [None], phone_pad_id=1023)
+    T = max(u["semantic"].shape[0] for u in us)
+    assert b["semantic"].shape == (3, T) and b["acoustic"].shape == (3, T, 3) and b["cond"].shape == (3, T, 2)
+    assert b["lengths"].tolist() == [u["semantic"].shape[0] for u in us]
+    assert (b["phones"][0, b["phone_lengths"][0]:] == 1023).all()
+    assert collate([None]) is None
+
+
+def test_frame_batches_are_bounded_deterministic_and_sharded():
+    lengths = [int(x) for x in torch.randint(10, 50, (200,), generator=torch.Generator().manual_seed(0))]
+    s = FrameBatchSampler(lengths, 300, seed=3)
+    e0 = s.epoch_batches(0)
+    assert e0 == s.epoch_batches(0) and e0 != s.epoch_batches(1)
+    assert sorted(i for b in e0 for i in b) == list(range(200))
+    assert all(max(lengths[i] for i in b) * len(b) <= 300 for b in e0)
+    r0 = FrameBatchSampler(lengths, 300, seed=3, rank=0, world_size=2).epoch_batches(0)
+    r1 = FrameBatchSampler(lengths, 300, seed=3, rank=1, world_size=2).epoch_batches(0)
+    assert len(r0) == len(r1) and not set(map(tuple, r0)) & set(map(tuple, r1))
