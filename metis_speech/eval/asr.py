@@ -24,9 +24,23 @@ from .backends import BackendMissingError, EvalError, need
 __all__ = ["ASR_BACKENDS", "PocketSphinxASR", "WhisperASR", "ParaformerASR", "get_asr", "transcribe"]
 
 SR = 16000
+SILENCE = 1e-4  # peak below this (about -80 dBFS) is digital silence: an empty transcript
 
 
-class PocketSphinxASR:
+class _ASR:
+    """Base: silent input gives "" (recognisers hallucinate words on digital silence)."""
+
+    def __call__(self, wav: np.ndarray) -> str:
+        wav = np.asarray(wav, np.float32)
+        if wav.size == 0 or float(np.abs(wav).max()) < SILENCE:
+            return ""
+        return self._transcribe(wav)
+
+    def _transcribe(self, wav: np.ndarray) -> str:
+        raise NotImplementedError
+
+
+class PocketSphinxASR(_ASR):
     """Offline US-English recogniser (pocketsphinx >= 5, model bundled in the wheel)."""
 
     name = "pocketsphinx"
@@ -40,7 +54,7 @@ class PocketSphinxASR:
             kwargs["hmm"] = model
         self.decoder = ps.Decoder(**kwargs)
 
-    def __call__(self, wav: np.ndarray) -> str:
+    def _transcribe(self, wav: np.ndarray) -> str:
         pcm = (np.clip(np.asarray(wav, np.float32), -1.0, 1.0) * 32767).astype(np.int16).tobytes()
         self.decoder.start_utt()
         self.decoder.process_raw(pcm, no_search=False, full_utt=True)
@@ -49,7 +63,7 @@ class PocketSphinxASR:
         return hyp.hypstr if hyp is not None else ""
 
 
-class WhisperASR:
+class WhisperASR(_ASR):
     """Whisper (default ``openai/whisper-large-v3``) via ``transformers.pipeline``."""
 
     name = "whisper"
@@ -75,7 +89,7 @@ class WhisperASR:
             ) from None
         self.language = {"en": "english", "zh": "chinese"}.get(language[:2], language)
 
-    def __call__(self, wav: np.ndarray) -> str:
+    def _transcribe(self, wav: np.ndarray) -> str:
         out = self.pipe(
             {"raw": np.asarray(wav, np.float32), "sampling_rate": SR},
             generate_kwargs={"language": self.language, "task": "transcribe"},
@@ -84,7 +98,7 @@ class WhisperASR:
         return out["text"].strip()
 
 
-class ParaformerASR:
+class ParaformerASR(_ASR):
     """Paraformer (default ``paraformer-zh``) via ``funasr.AutoModel``."""
 
     name = "paraformer"
@@ -100,7 +114,7 @@ class ParaformerASR:
                 "pass --asr-model with a local folder"
             ) from None
 
-    def __call__(self, wav: np.ndarray) -> str:
+    def _transcribe(self, wav: np.ndarray) -> str:
         res = self.model.generate(input=np.asarray(wav, np.float32), disable_pbar=True)
         return str(res[0]["text"]).strip() if res else ""
 

@@ -110,8 +110,8 @@ def run(args) -> int:
         report,
         out,
         plots=not args.no_plot,
-        generated=args.generated,
-        testset=args.testset,
+        generated=str(Path(args.generated).resolve()) if args.generated else None,
+        testset=str(Path(args.testset).resolve()) if args.testset else None,
     )
     print(format_table(report))
     print("\nwrote " + ", ".join(str(p) for p in files.values()))

@@ -30,6 +30,8 @@ def _fmt(x: float, width: int = 9) -> str:
 def _table(summary: Dict[str, Any]) -> List[str]:
     lines = [f"{'metric':<20}{'n':>5}{'mean':>10}{'95% CI':>10}  better"]
     for name, s in summary["metrics"].items():
+        if s["n"] == 0 and not s["n_nan"]:
+            continue  # not applicable to these items
         better = "lower" if name.removeprefix("input_") in LOWER_IS_BETTER else "higher"
         ci = "-" if math.isnan(s["ci95"]) else "±" + _fmt(s["ci95"], 0).strip()
         nan = f"  ({s['n_nan']} NaN)" if s["n_nan"] else ""

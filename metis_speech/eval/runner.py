@@ -34,7 +34,7 @@ import numpy as np
 from ..audio import load_audio
 from . import quality
 from .backends import EvalError
-from .manifest import EvalItem
+from .manifest import TASKS, EvalItem
 from .text import char_errors, normalize_text, word_errors
 
 __all__ = ["METRIC_GROUPS", "ALIASES", "EvalConfig", "EvalReport", "resolve_metrics", "evaluate", "mean_ci"]
@@ -142,6 +142,7 @@ class _Scorer:
         self.cfg = cfg
         self._asr = None
         self._sv = None
+        self._embeddings: Dict[str, np.ndarray] = {}
         self.warnings: List[str] = []
 
     def asr(self, wav: np.ndarray) -> str:
@@ -157,6 +158,13 @@ class _Scorer:
 
             self._sv = get_speaker_encoder(self.cfg.sv, self.cfg.sv_model, self.cfg.device)
         return self._sv(wav)
+
+    def embed_file(self, path) -> np.ndarray:
+        """Embedding of a prompt / reference file, cached: test sets reuse prompts."""
+        key = str(path)
+        if key not in self._embeddings:
+            self._embeddings[key] = self.embed(load_audio(path, SR)[0])
+        return self._embeddings[key]
 
     def _intrusive(self, row: Dict[str, Any], prefix: str, est: np.ndarray, ref: np.ndarray, item: EvalItem, groups: List[str]) -> None:
         if abs(len(est) - len(ref)) > 0.05 * len(ref) + 0.05 * SR:
@@ -206,7 +214,7 @@ class _Scorer:
         if "sim" in groups:
             target = item.prompt if item.prompt is not None else (None if cfg.score_references else item.reference)
             if target is not None:
-                row["sim"] = float(np.dot(self.embed(gen), self.embed(load_audio(target, SR)[0])))
+                row["sim"] = float(np.dot(self.embed(gen), self.embed_file(target)))
         if "dnsmos" in groups:
             row.update({f"dnsmos_{k}": v for k, v in quality.dnsmos(gen, SR).items()})
         if ref is not None and not cfg.score_references and intrusive:
@@ -287,7 +295,7 @@ def evaluate(items: Sequence[EvalItem], config: Optional[EvalConfig] = None, pro
     columns = [c for c in order if any(c in r for r in rows)]
     summary = _summarise(rows, columns)
     summary["by_task"] = {
-        task: _summarise([r for r in rows if r["task"] == task], columns) for task in sorted({r["task"] for r in rows})
+        task: _summarise([r for r in rows if r["task"] == task], columns) for task in TASKS if any(r["task"] == task for r in rows)
     }
     summary["elapsed_s"] = time.perf_counter() - t0
     summary["backends"] = {

@@ -15,6 +15,7 @@ Embeddings are (D,) unit vectors; SIM is their dot product, in [-1, 1].
 
 from __future__ import annotations
 
+import warnings
 from functools import lru_cache
 from typing import Optional
 
@@ -34,7 +35,9 @@ class ResemblyzerSV:
     name = "resemblyzer"
 
     def __init__(self, model: Optional[str] = None, device: str = "cpu"):
-        rz = need("resemblyzer", "resemblyzer", "speaker similarity (resemblyzer)")
+        with warnings.catch_warnings():  # webrtcvad imports the deprecated pkg_resources
+            warnings.simplefilter("ignore")
+            rz = need("resemblyzer", "resemblyzer", "speaker similarity (resemblyzer)")
         self.audio = need("resemblyzer.audio", "resemblyzer", "speaker similarity (resemblyzer)")
         self.hp = need("resemblyzer.hparams", "resemblyzer", "speaker similarity (resemblyzer)")
         self.encoder = rz.VoiceEncoder(device=device, verbose=False, weights_fpath=model)
@@ -66,8 +69,13 @@ class ResemblyzerSV:
             n_mels=hp.mel_n_channels,
         ).T  # (T, 40)
         mels = np.stack([mel[s] for s in mel_slices])  # (P, 160, 40)
-        with torch.no_grad():
-            partial = enc(torch.from_numpy(mels).to(enc.device)).cpu().numpy()
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # a 3-layer LSTM on a few 1.6 s partials: one thread is fastest
+        try:
+            with torch.no_grad():
+                partial = enc(torch.from_numpy(mels).to(enc.device)).cpu().numpy()
+        finally:
+            torch.set_num_threads(threads)
         emb = partial.mean(axis=0)
         return emb / np.linalg.norm(emb)
 
