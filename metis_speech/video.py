@@ -2,16 +2,16 @@
 
 Pipeline (each step usable on its own)::
 
-    read_video(path)            (t, h, w, 3) uint8 RGB at 25 fps   ffmpeg rawvideo pipe, fps filter
-    find_mouth_boxes(frames)    (t, 3) float: centre x, centre y, side (pixels), smoothed over time
-    crop_mouths(frames, boxes)  (t, 96, 96) float32 in [0, 1], grayscale
+    read_video(path)            (N, h, w, 3) uint8 RGB at 25 fps   ffmpeg rawvideo pipe, fps filter
+    find_mouth_boxes(frames)    (N, 3) float: centre x, centre y, side (pixels), smoothed over time
+    crop_mouths(frames, boxes)  (N, 96, 96) float32 in [0, 1], grayscale
     mouth_crops(frames, method) = the two above; video_to_crops(path) = all three
 
 The crops feed :class:`metis_speech.models.visual.VisualEncoder`.
 
 Mouth finding (``method``):
 
-- an explicit crop box ``(x, y, w, h)`` in pixels (or a (t, 4) array of per-frame boxes): the
+- an explicit crop box ``(x, y, w, h)`` in pixels (or a (N, 4) array of per-frame boxes): the
   square of side ``max(w, h)`` centred on the box; needs nothing beyond numpy and torch;
 - ``"mediapipe"``: the face-mesh lip landmarks (optional: ``mediapipe==0.10.21`` pins numpy<2,
   so it is imported lazily and never required);
@@ -134,7 +134,7 @@ def read_video(
     """Decode the first video stream of ``path`` to RGB frames.
 
     fps: output frame rate (ffmpeg's ``fps`` filter drops/duplicates frames to reach it);
-    ``None`` keeps the file's own rate. Returns ``(frames, fps)`` with frames (t, h, w, 3)
+    ``None`` keeps the file's own rate. Returns ``(frames, fps)`` with frames (N, h, w, 3)
     uint8. Raises :class:`VideoError` for a missing, empty, corrupt or frameless file, or one
     longer than ``max_seconds``.
     """
@@ -174,12 +174,12 @@ def read_video(
 
 # ---------------------------------------------------------------- mouth boxes
 def to_gray(frames: np.ndarray) -> np.ndarray:
-    """(t, h, w, 3) uint8 RGB -> (t, h, w) float32 luma in [0, 255] (ITU-R BT.601 weights)."""
+    """(N, h, w, 3) uint8 RGB -> (N, h, w) float32 luma in [0, 255] (ITU-R BT.601 weights)."""
     return frames[..., :3].astype(np.float32) @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
 
 
 def _smooth(x: np.ndarray, window: int) -> np.ndarray:
-    """Centred moving average along axis 0 with edge padding; x: (t,) -> (t,)."""
+    """Centred moving average along axis 0 with edge padding; x: (N,) -> (N,)."""
     if window <= 1 or len(x) < 2:
         return x
     window = min(window, 2 * (len(x) // 2) + 1) | 1
@@ -189,7 +189,7 @@ def _smooth(x: np.ndarray, window: int) -> np.ndarray:
 
 
 def _fill_and_smooth(raw: np.ndarray, found: np.ndarray, centre_window: int = 5, size_window: int = 25) -> np.ndarray:
-    """raw (t, 3) boxes (cx, cy, side), found (t,) bool -> (t, 3): frames without a detection
+    """raw (N, 3) boxes (cx, cy, side), found (N,) bool -> (N, 3): frames without a detection
     are interpolated from their neighbours, outliers tamed by a 5-frame median, then the
     centre and the side are averaged over ``centre_window`` / ``size_window`` frames."""
     t = np.arange(len(raw))
@@ -275,7 +275,7 @@ def _mediapipe_boxes(frames: np.ndarray, source: str) -> Tuple[np.ndarray, np.nd
 
 def _check_frames(frames: np.ndarray, source: str) -> np.ndarray:
     frames = np.asarray(frames)
-    if frames.ndim == 3:  # grayscale (t, h, w)
+    if frames.ndim == 3:  # grayscale (N, h, w)
         frames = np.repeat(frames[..., None], 3, axis=-1)
     if frames.ndim != 4 or frames.shape[-1] not in (3, 4):
         raise VideoError(f"{source}: expected frames (t, h, w, 3), got shape {frames.shape}")
@@ -287,9 +287,9 @@ def _check_frames(frames: np.ndarray, source: str) -> np.ndarray:
 def find_mouth_boxes(
     frames: np.ndarray, method: Union[str, Box, np.ndarray] = "auto", source: str = "video"
 ) -> np.ndarray:
-    """Mouth squares per frame: (t, h, w, 3) uint8 -> (t, 3) float64 (centre x, centre y, side).
+    """Mouth squares per frame: (N, h, w, 3) uint8 -> (N, 3) float64 (centre x, centre y, side).
 
-    ``method``: "auto" | "mediapipe" | "haar" | a crop box (x, y, w, h) | a (t, 4) array of
+    ``method``: "auto" | "mediapipe" | "haar" | a crop box (x, y, w, h) | a (N, 4) array of
     boxes. ``source`` names the video in error messages. Detected boxes are smoothed over
     time; frames without a detection take their neighbours' box. Raises :class:`VideoError`
     when no face is found in any frame.
@@ -324,7 +324,7 @@ def find_mouth_boxes(
 
 
 def crop_mouths(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE, source: str = "video") -> np.ndarray:
-    """Cut and resize the mouth squares: frames (t, h, w, 3) uint8, boxes (t, 3) -> (t, size, size)
+    """Cut and resize the mouth squares: frames (N, h, w, 3) uint8, boxes (N, 3) -> (N, size, size)
     float32 grayscale in [0, 1]. Parts of a square outside the frame repeat the border pixels."""
     frames = _check_frames(frames, source)
     t, h, w = frames.shape[:3]
@@ -344,7 +344,7 @@ def crop_mouths(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE, so
 def mouth_crops(
     frames: np.ndarray, method: Union[str, Box, np.ndarray] = "auto", size: int = CROP_SIZE, source: str = "video"
 ) -> np.ndarray:
-    """(t, h, w, 3) uint8 frames -> (t, 96, 96) float32 grayscale mouth crops in [0, 1].
+    """(N, h, w, 3) uint8 frames -> (N, 96, 96) float32 grayscale mouth crops in [0, 1].
 
     ``method``: "auto" | "mediapipe" | "haar" | crop box (x, y, w, h) (see :func:`find_mouth_boxes`).
     """
@@ -359,7 +359,7 @@ def video_to_crops(
     max_seconds: float = MAX_VIDEO_SECONDS,
     size: int = CROP_SIZE,
 ) -> np.ndarray:
-    """A video file -> (t, 96, 96) float32 mouth crops at ``fps`` (25), ready for the visual
+    """A video file -> (N, 96, 96) float32 mouth crops at ``fps`` (25), ready for the visual
     encoder (``encoder(torch.from_numpy(crops)[None])``)."""
     frames, _ = read_video(path, fps=fps, max_seconds=max_seconds)
     return mouth_crops(frames, method, size=size, source=str(path))

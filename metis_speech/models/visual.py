@@ -6,21 +6,21 @@ encoder was never published; its call signature matches an Auto-AVSR style visua
 languages in the wild", 2022). This module is the project's own encoder of that kind,
 written from the papers' description; the project trains it (training issue).
 
-Axes: b - batch, t - video frames (25 fps), h/w - crop height/width (96), c - channels,
-d - conformer width, f - output features (768).
+Axes (the package glossary, plus): N - video frames (25 fps; 2N frames at 50 Hz), D -
+conformer width, h/w - image height/width; C in the front end's comments is its channels.
 
 Data flow::
 
-    crops (b, t, 96, 96) in [0, 1]
+    crops (B, N, 96, 96) in [0, 1]
       -> normalise ((x - mean) / std)
       -> 3D conv 5×7×7, stride (1, 2, 2) + BN + SiLU + max-pool 1×3×3 stride (1, 2, 2)
-                                                  (b, 64, t, 24, 24)
+                                                  (B, 64, N, 24, 24)
       -> ResNet-18 trunk per frame (2D, widths 64/128/256/512) + global average pool
-                                                  (b, t, 512)
-      -> Linear 512 -> d, relative sinusoidal positions
+                                                  (B, N, 512)
+      -> Linear 512 -> D, relative sinusoidal positions
       -> Conformer × L (macaron FFN ½, rel-pos MHSA, conv module k=31, FFN ½, LayerNorm)
       -> LayerNorm, Linear d -> 768 (identity when d == 768)
-                                                  (b, t, 768)
+                                                  (B, N, 768)
 
 Padding: frames at or beyond ``lengths`` never influence valid outputs (in eval mode): the
 input frames are zeroed before the only temporal convolution of the front end (which is then
@@ -98,20 +98,20 @@ class VisualEncoderConfig:
 
 # ---------------------------------------------------------------- helpers
 def lengths_to_mask(lengths: torch.Tensor, max_len: int) -> torch.Tensor:
-    """lengths (b,) -> bool mask (b, max_len), True on valid frames."""
+    """lengths (B,) -> bool mask (B, max_len), True on valid frames."""
     return torch.arange(max_len, device=lengths.device)[None, :] < lengths[:, None]
 
 
 def to_50hz(features: torch.Tensor) -> torch.Tensor:
     """25 fps features -> 50 Hz, exactly as the reference L2S model does.
 
-    features: (t, c) or (b, t, c) -> (2t, c) or (b, 2t, c), by
+    features: (N, C) or (B, N, C) -> (2N, C) or (B, 2N, C), by
     ``F.interpolate(x.transpose(1, 2), scale_factor=2, mode="linear", align_corners=False)``.
     """
     squeeze = features.dim() == 2
     x = features[None] if squeeze else features
     if x.dim() != 3:
-        raise ValueError(f"expected (t, c) or (b, t, c) features, got shape {tuple(features.shape)}")
+        raise ValueError(f"expected (N, C) or (B, N, C) features, got shape {tuple(features.shape)}")
     y = F.interpolate(x.transpose(1, 2), scale_factor=2, mode="linear", align_corners=False).transpose(1, 2)
     return y[0] if squeeze else y
 
@@ -119,8 +119,8 @@ def to_50hz(features: torch.Tensor) -> torch.Tensor:
 def l2s_condition(features_25fps: torch.Tensor, prompt_frames: int) -> torch.Tensor:
     """Frame condition of stage 1 for L2S: ``[zeros(prompt_frames) ; to_50hz(features)]``.
 
-    features_25fps: (t, c) or (b, t, c); prompt_frames: Tp, the prompt's length in 50 Hz
-    semantic frames. Returns (Tp + 2t, c) or (b, Tp + 2t, c), same dtype and device; the
+    features_25fps: (N, C) or (B, N, C); prompt_frames: Tp, the prompt's length in 50 Hz
+    semantic frames. Returns (Tp + 2N, C) or (B, Tp + 2N, C), same dtype and device; the
     prompt rows are zero (the reference zero-pads the prompt region).
     """
     if prompt_frames < 0:
@@ -159,7 +159,7 @@ class BasicBlock(nn.Module):
 
 
 class VisualFrontend(nn.Module):
-    """3D conv stem + per-frame 2D ResNet: crops (b, t, h, w) -> (b, t, trunk_widths[-1])."""
+    """3D conv stem + per-frame 2D ResNet: crops (B, N, h, w) -> (B, N, trunk_widths[-1])."""
 
     def __init__(self, cfg: VisualEncoderConfig):
         super().__init__()
@@ -182,9 +182,9 @@ class VisualFrontend(nn.Module):
 
     def forward(self, crops: torch.Tensor) -> torch.Tensor:
         b, t = crops.shape[:2]
-        x = self.stem(crops[:, None])  # (b, c, t, h/4, w/4)
-        x = x.transpose(1, 2).flatten(0, 1)  # (b·t, c, h/4, w/4)
-        x = self.trunk(x).mean(dim=(2, 3))  # (b·t, 512)
+        x = self.stem(crops[:, None])  # (B, C, N, h/4, w/4)
+        x = x.transpose(1, 2).flatten(0, 1)  # (B·N, C, h/4, w/4)
+        x = self.trunk(x).mean(dim=(2, 3))  # (B·N, 512)
         return x.view(b, t, -1)
 
 
@@ -193,7 +193,7 @@ class RelPosSelfAttention(nn.Module):
     """Multi-head self-attention with Transformer-XL relative positions (as in ESPnet's
     conformer): score(i, j) = (q_i + u)·k_j + (q_i + v)·W_p p(i - j), p sinusoidal.
 
-    x: (b, t, d), mask: (b, t) bool (True = valid) -> (b, t, d).
+    x: (B, N, D), mask: (B, N) bool (True = valid) -> (B, N, D).
     """
 
     def __init__(self, dim: int, heads: int, dropout: float):
@@ -209,13 +209,13 @@ class RelPosSelfAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         b, t, d = x.shape
-        split = lambda y: y.view(b, -1, self.heads, self.head_dim).transpose(1, 2)  # (b, heads, n, hd)
+        split = lambda y: y.view(b, -1, self.heads, self.head_dim).transpose(1, 2)  # (B, heads, N, hd)
         q = self.q(x).view(b, t, self.heads, self.head_dim)
         k, v = split(self.k(x)), split(self.v(x))
         rel = torch.arange(t - 1, -t, -1, device=x.device)  # distances i - j, from t-1 down to -(t-1)
         p = self.pos(_sinusoids(rel, d).to(x.dtype)).view(2 * t - 1, self.heads, self.head_dim).transpose(0, 1)
-        content = torch.matmul((q + self.bias_u).transpose(1, 2), k.transpose(-1, -2))  # (b, heads, t, t)
-        position = torch.matmul((q + self.bias_v).transpose(1, 2), p.transpose(-1, -2))  # (b, heads, t, 2t-1)
+        content = torch.matmul((q + self.bias_u).transpose(1, 2), k.transpose(-1, -2))  # (B, heads, N, N)
+        position = torch.matmul((q + self.bias_v).transpose(1, 2), p.transpose(-1, -2))  # (B, heads, N, 2N-1)
         idx = torch.arange(t, device=x.device)
         index = (t - 1) - (idx[:, None] - idx[None, :])  # row of distance i - j in ``rel``
         position = position.gather(-1, index.expand(b, self.heads, t, t))
@@ -229,7 +229,7 @@ class RelPosSelfAttention(nn.Module):
 class ConvModule(nn.Module):
     """Conformer convolution module: pointwise ×2 + GLU, depthwise conv, BN, SiLU, pointwise.
 
-    x: (b, t, d), mask: (b, t) -> (b, t, d); padded frames are zeroed before the depthwise conv.
+    x: (B, N, D), mask: (B, N) -> (B, N, D); padded frames are zeroed before the depthwise conv.
     """
 
     def __init__(self, dim: int, kernel: int):
@@ -240,21 +240,21 @@ class ConvModule(nn.Module):
         self.pw2 = nn.Conv1d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        y = F.glu(self.pw1(x.transpose(1, 2)), dim=1)  # (b, d, t)
+        y = F.glu(self.pw1(x.transpose(1, 2)), dim=1)  # (B, D, N)
         y = y.masked_fill(~mask[:, None, :], 0.0)
         y = self.pw2(F.silu(self.bn(self.dw(y))))
         return y.transpose(1, 2)
 
 
 class FeedForward(nn.Sequential):
-    """(b, t, d) -> (b, t, d): Linear d->ffn, SiLU, dropout, Linear ffn->d."""
+    """(B, N, D) -> (B, N, D): Linear D->ffn, SiLU, dropout, Linear ffn->D."""
 
     def __init__(self, dim: int, hidden: int, dropout: float):
         super().__init__(nn.Linear(dim, hidden), nn.SiLU(), nn.Dropout(dropout), nn.Linear(hidden, dim))
 
 
 class ConformerLayer(nn.Module):
-    """Macaron conformer block (pre-norm): ½FFN, MHSA, conv, ½FFN, LayerNorm. (b, t, d) -> (b, t, d)."""
+    """Macaron conformer block (pre-norm): ½FFN, MHSA, conv, ½FFN, LayerNorm. (B, N, D) -> (B, N, D)."""
 
     def __init__(self, cfg: VisualEncoderConfig):
         super().__init__()
@@ -279,9 +279,9 @@ class VisualEncoder(nn.Module):
     """Mouth crops -> visual features for the stage-1 L2S adapter.
 
     forward(crops, lengths=None, mask=None):
-        crops: (b, t, in_size, in_size) float in [0, 1] (grayscale, 25 fps);
-        lengths: (b,) valid frames per item, or mask: (b, t) bool (True = valid);
-        returns (b, t, out_dim) features at 25 fps, zero on padded frames.
+        crops: (B, N, in_size, in_size) float in [0, 1] (grayscale, 25 fps);
+        lengths: (B,) valid frames per item, or mask: (B, N) bool (True = valid);
+        returns (B, N, out_dim) features at 25 fps, zero on padded frames.
     """
 
     def __init__(self, cfg: Optional[VisualEncoderConfig] = None):
@@ -304,7 +304,7 @@ class VisualEncoder(nn.Module):
     ) -> torch.Tensor:
         if crops.dim() != 4 or crops.shape[-2:] != (self.cfg.in_size, self.cfg.in_size):
             raise ValueError(
-                f"expected crops (b, t, {self.cfg.in_size}, {self.cfg.in_size}), got {tuple(crops.shape)}"
+                f"expected crops (B, N, {self.cfg.in_size}, {self.cfg.in_size}), got {tuple(crops.shape)}"
             )
         b, t = crops.shape[:2]
         if mask is None:
@@ -315,7 +315,7 @@ class VisualEncoder(nn.Module):
         mask = mask.to(device=crops.device, dtype=torch.bool)
         x = (crops - self.cfg.pixel_mean) / self.cfg.pixel_std
         x = x.masked_fill(~mask[:, :, None, None], 0.0)  # padded frames = the conv's zero padding
-        x = self.in_drop(self.proj_in(self.frontend(x)))  # (b, t, d)
+        x = self.in_drop(self.proj_in(self.frontend(x)))  # (B, N, D)
         for layer in self.layers:
             x = layer(x, mask)
         x = self.proj_out(self.norm(x))

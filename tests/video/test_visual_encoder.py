@@ -52,7 +52,7 @@ def test_frames_interact_over_time(tiny):
 
 
 def test_rejects_wrong_crop_size(tiny):
-    with pytest.raises(ValueError, match=r"\(b, t, 96, 96\)"):
+    with pytest.raises(ValueError, match=r"\(B, N, 96, 96\)"):
         tiny(torch.rand(1, 4, 64, 64))
 
 
