@@ -48,7 +48,7 @@ def check_tools(need_video: bool = False) -> None:
         if not (voices / sub).is_dir():
             raise CorpusError(f"festival voice {sub.split('/')[-1]} is not installed ({APT_HINT})")
     try:
-        _espeak_lib()
+        ctypes.CDLL("libespeak-ng.so.1")
     except OSError:
         raise CorpusError(f"libespeak-ng is not installed ({APT_HINT})") from None
     if need_video and shutil.which("ffmpeg") is None:
@@ -151,9 +151,7 @@ def _espeak_lib():
     return _ESPEAK["lib"]
 
 
-def espeak_synth(name: str, text: str, rate: int = 175, pitch: int = 50, prange: int = 50) -> Tuple[np.ndarray, int, Phones]:
-    """espeak-ng voice ``lang+variant`` -> (wav, sr, phones). Rate/pitch/range are set on
-    every call so results never depend on what a process synthesised before."""
+def _espeak_here(name: str, text: str, rate: int, pitch: int, prange: int) -> Tuple[np.ndarray, int, Phones]:
     lib = _espeak_lib()
     state = _ESPEAK["state"]
     state["chunks"].clear()
@@ -180,6 +178,38 @@ def espeak_synth(name: str, text: str, rate: int = 175, pitch: int = 50, prange:
         if end > start:
             phones.append((label, start, min(end, total)))
     return wav, sr, phones
+
+
+def espeak_synth(name: str, text: str, rate: int = 175, pitch: int = 50, prange: int = 50) -> Tuple[np.ndarray, int, Phones]:
+    """espeak-ng voice ``lang+variant`` -> (wav, sr, phones).
+
+    libespeak-ng keeps state from one utterance to the next (echo buffer, noise and
+    flutter generators), so the same call would give different samples depending on what
+    the process said before. Each call therefore runs in a freshly forked child that
+    initialises the library itself: the output depends on the arguments alone."""
+    import pickle
+
+    rfd, wfd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # child: synthesise, send the pickled result, exit without cleanup
+        os.close(rfd)
+        try:
+            payload = pickle.dumps((True, _espeak_here(name, text, rate, pitch, prange)))
+        except BaseException as e:  # noqa: BLE001 - reported to the parent
+            payload = pickle.dumps((False, CorpusError(str(e)) if not isinstance(e, CorpusError) else e))
+        with os.fdopen(wfd, "wb") as f:
+            f.write(payload)
+        os._exit(0)
+    os.close(wfd)
+    with os.fdopen(rfd, "rb") as f:
+        data = f.read()
+    _, status = os.waitpid(pid, 0)
+    if not data:
+        raise CorpusError(f"espeak-ng crashed on {text[:40]!r} (status {status})")
+    ok, result = pickle.loads(data)
+    if not ok:
+        raise result
+    return result
 
 
 def synthesize(voice: Voice, text: str) -> Tuple[np.ndarray, int, Phones]:
