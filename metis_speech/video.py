@@ -55,8 +55,9 @@ FPS = 25  # frame rate of the visual encoder
 CROP_SIZE = 96  # side of the mouth crops
 MAX_VIDEO_SECONDS = 600.0  # default limit of read_video (10 minutes)
 
-# Mouth square relative to a Haar face box (x, y, w, h): centre at (x + 0.5 w, y + 0.78 h),
-# side 0.5 w. Haar boxes span brows to chin; the mouth sits at about 3/4 of their height.
+# Mouth square relative to a Haar face box (x, y, w, h): centre at (x + 0.5 w, y + r h), side
+# 0.5 w, where r is where the lips are found (see _lip_row), else 0.78: Haar boxes span
+# brows to chin, and the mouth sits at about 3/4 of their height.
 _HAAR_MOUTH_Y = 0.78
 _HAAR_MOUTH_SIDE = 0.5
 # Mouth square relative to the mediapipe lip corners: side = 1.8 × mouth width.
@@ -203,6 +204,25 @@ def _fill_and_smooth(raw: np.ndarray, found: np.ndarray, centre_window: int = 5,
     return out
 
 
+def _lip_row(cv2, frame: np.ndarray, fx: float, fy: float, fw: float, fh: float) -> Optional[float]:
+    """Height of the lips inside a face box, as a fraction of the box height, or None.
+
+    Lips are redder than skin: the rows of the lower face whose mean YCrCb Cr stands out
+    above the median (by 4+ levels), weighted by how much, give the mouth's centre row."""
+    h, w = frame.shape[:2]
+    x0, x1 = int(max(0, fx + 0.3 * fw)), int(min(w, fx + 0.7 * fw))
+    y0, y1 = int(max(0, fy + 0.55 * fh)), int(min(h, fy + 1.15 * fh))
+    if x1 - x0 < 4 or y1 - y0 < 4:
+        return None
+    patch = np.ascontiguousarray(frame[y0:y1, x0:x1, :3])
+    rows = cv2.cvtColor(patch, cv2.COLOR_RGB2YCrCb)[..., 1].astype(np.float64).mean(axis=1)
+    base = np.median(rows)
+    if rows.max() - base < 4.0:
+        return None
+    weight = np.clip(rows - (base + 0.5 * (rows.max() - base)), 0, None)
+    return (y0 + (weight * np.arange(len(rows))).sum() / weight.sum() - fy) / fh
+
+
 def _haar_boxes(frames: np.ndarray, source: str) -> Tuple[np.ndarray, np.ndarray]:
     try:
         import cv2
@@ -220,13 +240,20 @@ def _haar_boxes(frames: np.ndarray, source: str) -> Tuple[np.ndarray, np.ndarray
     raw = np.zeros((t, 3))
     found = np.zeros(t, dtype=bool)
     prev = None
+    faces_found, lip_rows = [], []
     for i in range(t):
         g = gray[i]
         if scale < 1.0:
             g = cv2.resize(g, (int(round(w * scale)), int(round(h * scale))), interpolation=cv2.INTER_AREA)
-        g = cv2.equalizeHist(np.clip(g, 0, 255).astype(np.uint8))
+        g = np.clip(g, 0, 255).astype(np.uint8)
         min_side = max(24, int(0.15 * min(g.shape)))
-        faces = cascade.detectMultiScale(g, scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+        faces = ()
+        # second try on a softened image: hard-edged (drawn, sharpened) faces are often missed
+        for sigma in (0.0, max(1.0, 0.012 * min(g.shape))):
+            gi = cv2.GaussianBlur(g, (0, 0), sigma) if sigma else g
+            faces = cascade.detectMultiScale(cv2.equalizeHist(gi), scaleFactor=1.1, minNeighbors=4, minSize=(min_side, min_side))
+            if len(faces):
+                break
         if len(faces) == 0:
             continue
         faces = np.asarray(faces, dtype=np.float64) / scale
@@ -235,7 +262,15 @@ def _haar_boxes(frames: np.ndarray, source: str) -> Tuple[np.ndarray, np.ndarray
         else:  # the face nearest to the previous one
             fx, fy, fw, fh = min(faces, key=lambda f: np.hypot(f[0] + f[2] / 2 - prev[0], f[1] + f[3] / 2 - prev[1]))
         prev = (fx + fw / 2, fy + fh / 2)
-        raw[i] = (fx + 0.5 * fw, fy + _HAAR_MOUTH_Y * fh, _HAAR_MOUTH_SIDE * fw)
+        faces_found.append((i, fx, fy, fw, fh))
+        lip = _lip_row(cv2, frames[i], fx, fy, fw, fh)
+        if lip is not None:
+            lip_rows.append(lip)
+    # one mouth height for the whole video (the lips' median place in the face box), so that
+    # the crop follows the head but not the jaw; the geometric guess when no lips stand out
+    mouth_y = float(np.median(lip_rows)) if len(lip_rows) >= max(1, len(faces_found) // 4) else _HAAR_MOUTH_Y
+    for i, fx, fy, fw, fh in faces_found:
+        raw[i] = (fx + 0.5 * fw, fy + mouth_y * fh, _HAAR_MOUTH_SIDE * fw)
         found[i] = True
     return raw, found
 
