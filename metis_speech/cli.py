@@ -17,11 +17,17 @@ from .errors import MetisError
 
 # sub-command name -> (module that defines add_parser, one-line help)
 COMMANDS = {
+    "tts": ("metis_speech.tasks_cli", "zero-shot text-to-speech in the voice of a prompt"),
+    "vc": ("metis_speech.tasks_cli", "voice conversion: the source's words in the prompt's voice"),
+    "tse": ("metis_speech.tasks_cli", "target speaker extraction (text-guided with the omni model)"),
+    "se": ("metis_speech.tasks_cli", "speech enhancement: clean speech from a noisy recording"),
+    "l2s": ("metis_speech.tasks_cli", "lip-to-speech: speech for a silent video of a speaking face"),
     "check-parity": ("metis_speech.conformance", "run a directory of conformance vectors and print one row per case"),
     "info": ("metis_speech.info", "list presets, official checkpoint files and parameter counts"),
     "download": ("metis_speech.hub", "pre-fetch the official files of a task into the local cache"),
     "make-corpus": ("metis_speech.corpus.cli", "build a synthetic multi-speaker corpus from offline voices"),
     "eval": ("metis_speech.eval.cli", "score generated speech (WER, speaker similarity, DNSMOS, PESQ, ...)"),
+    "train": ("metis_speech.training.cli", "train or fine-tune a network from a recipe (YAML)"),
 }
 
 
@@ -34,8 +40,12 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"metis-speech {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    wanted = COMMANDS[only][0] if only is not None else None
+    done = set()
     for name, (module_name, help_text) in COMMANDS.items():
-        if only is not None and name != only:
+        if module_name in done:
+            continue
+        if wanted is not None and module_name != wanted:
             sub.add_parser(name, help=help_text, add_help=False)
             continue
         try:
@@ -45,6 +55,7 @@ def build_parser(only: Optional[str] = None) -> argparse.ArgumentParser:
                 continue  # optional part of the package not present in this build
             raise
         module.add_parser(sub)
+        done.add(module_name)
     return parser
 
 

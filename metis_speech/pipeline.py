@@ -1,0 +1,594 @@
+"""The Python API: one object per task, loading only the networks that task needs.
+
+>>> from metis_speech import Metis
+>>> tts = Metis.from_pretrained("tts")                   # official weights (Hub or --model DIR)
+>>> out = tts.tts("Hello there.", prompt="ref.wav", prompt_text="This is my voice.")
+>>> out.save("hello.wav")                                # 24 kHz, the generated part only
+
+Tasks and their inputs (each also accepts lists for batch inference):
+
+=======  =======================================  ==============================================
+task     method                                   condition given to stage 1
+=======  =======================================  ==============================================
+tts      ``tts(text, prompt, prompt_text)``       phones of prompt text + text (prefix)
+vc       ``vc(source, prompt)``                   SSL features of [prompt ; source]
+tse      ``tse(mixture, prompt, text=None)``      SSL features of [prompt ; mixture] (+ phones: omni)
+se       ``se(noisy)``                            SSL features of the noisy input, no prompt
+l2s      ``l2s(video, prompt)``                   visual features, 25 -> 50 Hz, zero prompt rows
+=======  =======================================  ==============================================
+
+Pipeline per item: prompt -> (semantic ids via w2v-BERT + semantic codec, acoustic ids via
+the acoustic codec) -> stage 1 -> S2A (layer 0 by the 1-layer model, layers 1.. by the full
+model) -> acoustic decoder -> 24 kHz waveform of the generated part.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from .audio import load_audio, resample, save_audio
+from .decoding import DecodeSettings, s2a_generate, stage1_generate
+from .errors import AudioError, MetisError
+
+__all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "pick_device"]
+
+AudioInput = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
+
+MIN_PROMPT_S = 1.0
+MAX_PROMPT_S = 30.0
+MAX_TARGET_S = 300.0
+
+
+@dataclass
+class TaskDefaults:
+    """Decoding defaults of one task (the reference's, METIS_SPEC.md §5)."""
+
+    steps: int
+    guidance: float
+    temperature: float = 0.9
+    s2a_steps: Tuple[int, ...] = (40, 16, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)
+    s2a_guidance: float = 2.5
+    s2a_temperature: float = 1.5
+    rescale: float = 0.75
+
+
+DEFAULTS: Dict[str, TaskDefaults] = {
+    "tts": TaskDefaults(25, 2.5),
+    "vc": TaskDefaults(20, 1.0),
+    "tse": TaskDefaults(10, 0.0),
+    "se": TaskDefaults(10, 0.0),
+    "omni": TaskDefaults(10, 0.0),
+    "l2s": TaskDefaults(25, 0.0),
+}
+
+
+@dataclass
+class SpeechOutput:
+    """A generated waveform. ``wav``: float32 (S,) in [-1, 1] at ``sample_rate``."""
+
+    wav: np.ndarray
+    sample_rate: int
+    semantic_ids: Optional[np.ndarray] = None
+    acoustic_ids: Optional[np.ndarray] = None
+
+    @property
+    def duration(self) -> float:
+        return len(self.wav) / self.sample_rate
+
+    def save(self, path: Union[str, os.PathLike]) -> Path:
+        return save_audio(path, self.wav, self.sample_rate)
+
+
+def pick_device(device: Optional[Union[str, torch.device]] = None) -> torch.device:
+    """``device`` if given, else cuda -> mps -> cpu."""
+    if device is not None and str(device) != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+_DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat16, "bfloat16": torch.bfloat16,
+           "fp16": torch.float16, "float16": torch.float16}
+
+
+def _dtype(dtype) -> torch.dtype:
+    if dtype is None:
+        return torch.float32
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if str(dtype) not in _DTYPES:
+        raise MetisError(f"unknown dtype {dtype!r}; use fp32, bf16 or fp16")
+    return _DTYPES[str(dtype)]
+
+
+# what each task needs besides stage 1
+_NEEDS = {
+    "tts": ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "phones"),
+    "vc": ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a"),
+    "tse": ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a"),
+    "omni": ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "phones"),
+    "se": ("ssl", "acoustic_decoder", "s2a"),
+    "l2s": ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "visual"),
+}
+
+
+class _Sources:
+    """Where each network comes from: official files (Hub or a local copy) or a bundle."""
+
+    def __init__(self, source: Union[str, os.PathLike], ssl_source: Optional[str], stats: Optional[str], phone_vocab):
+        from . import bundle
+
+        self.source = source
+        self.is_bundle = str(source) != "hub" and bundle.is_bundle(source)
+        self.manifest = bundle.read_manifest(source) if self.is_bundle else None
+        self.ssl_source = ssl_source
+        self.stats = stats
+        self.phone_vocab = phone_vocab
+
+    def _bundle_dir(self, name: str) -> Path:
+        comps = self.manifest["components"]
+        if name not in comps:
+            raise MetisError(f"{self.source}: the bundle has no {name} network")
+        return Path(self.source) / comps[name]
+
+    def stage1(self, task: str, device, dtype):
+        from .loading import load_checkpoint, load_stage1
+
+        if self.is_bundle:
+            sub = self.manifest["stage1"].get(task)
+            if sub is None:
+                raise MetisError(f"{self.source}: the bundle has no stage-1 model for task {task!r} "
+                                 f"(it has: {sorted(self.manifest['stage1'])})")
+            return load_checkpoint(Path(self.source) / sub, device, dtype)
+        return load_stage1(task, self.source, device, dtype)
+
+    def component(self, name: str, device, dtype):
+        from .loading import load_checkpoint, load_component
+
+        if self.is_bundle:
+            if name == "s2a_1layer" and "s2a_1layer" not in self.manifest["components"]:
+                return None
+            return load_checkpoint(self._bundle_dir(name), device, dtype)
+        return load_component(name, self.source, device, dtype)
+
+    def ssl(self, device, dtype):
+        from .bundle import load_ssl
+        from .config import load_preset
+        from .models.ssl import SSLFeatureExtractor
+
+        if self.is_bundle:
+            return load_ssl(self._bundle_dir("ssl"), device, dtype)
+        cfg = load_preset("official", "ssl")
+        if self.ssl_source:
+            cfg = replace(cfg, model_id=str(self.ssl_source))
+        elif str(self.source) != "hub":
+            local = Path(self.source) / "w2v-bert-2.0"
+            if local.is_dir():
+                cfg = replace(cfg, model_id=str(local))
+        if self.stats:
+            cfg = replace(cfg, stats=str(self.stats))
+        elif str(self.source) != "hub":
+            for cand in ("wav2vec2bert_stats.pt", "stats"):
+                if (Path(self.source) / cand).exists():
+                    cfg = replace(cfg, stats=str(Path(self.source) / cand))
+                    break
+        ext = SSLFeatureExtractor.from_config(cfg).to(device)
+        if ext.stat_mean is not None:
+            ext.set_stats(ext.stat_mean, ext.stat_var)
+        ext.model.to(dtype)
+        return ext.eval()
+
+    def visual(self, device, dtype):
+        from .checkpoint import load_weights
+        from .models.visual import VisualEncoder, VisualEncoderConfig
+        import json
+
+        if not self.is_bundle:
+            raise MetisError(
+                "lip-to-speech needs a visual encoder; the reference never published one. Use a bundle that "
+                "holds one (trained with this project) as --model, or pass visual_encoder=PATH"
+            )
+        d = self._bundle_dir("visual")
+        cfg = VisualEncoderConfig(**json.loads((d / "config.json").read_text()))
+        model = VisualEncoder(cfg)
+        load_weights(model, d / "model.safetensors")
+        return model.to(device, dtype).eval()
+
+    def phone_tokenizer(self):
+        from .text import PhoneTokenizer
+
+        if self.phone_vocab is not None:
+            return PhoneTokenizer(self.phone_vocab)
+        if self.is_bundle and self.manifest.get("phone_vocab"):
+            return PhoneTokenizer(str(Path(self.source) / self.manifest["phone_vocab"]))
+        return PhoneTokenizer("official")
+
+
+class Metis:
+    """One task of Metis, ready to run. Build it with :meth:`from_pretrained`."""
+
+    def __init__(self, task: str, sources: _Sources, device: torch.device, dtype: torch.dtype, lazy: bool = False):
+        if task not in _NEEDS:
+            raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
+        self.task = task
+        self.device = device
+        self.dtype = dtype
+        self._src = sources
+        self._nets: Dict[str, Any] = {}
+        self.defaults = DEFAULTS[task]
+        if not lazy:
+            self.load_all()
+
+    # ------------------------------------------------------------------ loading
+    @classmethod
+    def from_pretrained(
+        cls,
+        task: str,
+        source: Union[str, os.PathLike] = "hub",
+        device: Optional[Union[str, torch.device]] = None,
+        dtype: Union[str, torch.dtype, None] = None,
+        ssl_model: Optional[str] = None,
+        ssl_stats: Optional[str] = None,
+        phone_vocab: Optional[str] = None,
+        lazy: bool = False,
+    ) -> "Metis":
+        """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
+
+        ``source``: ``"hub"`` (official weights, downloaded and cached), a local directory
+        with the official files (as ``metis download TASK --to DIR`` writes), or a
+        metis-speech bundle directory (the project's own models). Only the networks the
+        task needs are loaded; ``lazy=True`` defers loading to first use.
+        """
+        if str(source) != "hub" and not Path(source).is_dir():
+            raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
+        return cls(task, _Sources(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
+
+    def _net(self, name: str):
+        if name not in self._nets:
+            dev, dt = self.device, self.dtype
+            if name == "stage1":
+                self._nets[name] = self._src.stage1(self.task, dev, dt)
+            elif name == "ssl":
+                self._nets[name] = self._src.ssl(dev, dt)
+            elif name == "visual":
+                self._nets[name] = self._src.visual(dev, dt)
+            elif name == "phones":
+                self._nets[name] = self._src.phone_tokenizer()
+            elif name == "s2a":
+                self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
+                self._nets[name] = self._src.component("s2a_full", dev, dt)
+            else:
+                self._nets[name] = self._src.component(name, dev, dt)
+        return self._nets[name]
+
+    def load_all(self) -> "Metis":
+        self._net("stage1")
+        for need in _NEEDS[self.task]:
+            self._net(need)
+        return self
+
+    @property
+    def loaded(self) -> List[str]:
+        return sorted(k for k, v in self._nets.items() if v is not None)
+
+    @property
+    def sample_rate(self) -> int:
+        return int(self._net("acoustic_decoder").cfg.sample_rate)
+
+    @property
+    def frame_rate(self) -> float:
+        dec = self._net("acoustic_decoder").cfg
+        return dec.sample_rate / dec.hop_size
+
+    # ------------------------------------------------------------------ helpers
+    def _read(self, audio: AudioInput, sr: int, what: str) -> np.ndarray:
+        if isinstance(audio, (str, os.PathLike)):
+            wav, _ = load_audio(audio, sr)
+        elif isinstance(audio, tuple) and len(audio) == 2:
+            wav = resample(np.asarray(audio[0], dtype=np.float32).reshape(-1), int(audio[1]), sr)
+        else:
+            raise MetisError(f"{what}: expected a file path or a (waveform, sample_rate) pair")
+        if wav.size == 0:
+            raise AudioError(f"{what}: audio is empty")
+        if not np.all(np.isfinite(wav)):
+            raise AudioError(f"{what}: audio contains NaN or infinite samples")
+        if float(np.abs(wav).max()) < 1e-5:
+            raise AudioError(f"{what}: audio is silent")
+        return wav
+
+    def _prompt_audio(self, prompt: AudioInput) -> Tuple[np.ndarray, np.ndarray]:
+        """(16 kHz, 24 kHz) waveforms of a prompt, trimmed to MAX_PROMPT_S with a warning."""
+        ssl_sr = self._net("ssl").sample_rate
+        ac_sr = self.sample_rate
+        w16 = self._read(prompt, ssl_sr, "prompt")
+        dur = len(w16) / ssl_sr
+        if dur < MIN_PROMPT_S:
+            raise AudioError(f"prompt is {dur:.2f} s long; at least {MIN_PROMPT_S:.0f} s of the target voice is needed")
+        w24 = resample(w16, ssl_sr, ac_sr) if isinstance(prompt, tuple) else self._read(prompt, ac_sr, "prompt")
+        if dur > MAX_PROMPT_S:
+            import warnings
+
+            warnings.warn(f"prompt is {dur:.1f} s long; using its first {MAX_PROMPT_S:.0f} s")
+            w16 = w16[: int(MAX_PROMPT_S * ssl_sr)]
+            w24 = w24[: int(MAX_PROMPT_S * ac_sr)]
+        return w16, w24
+
+    @torch.no_grad()
+    def ssl_features(self, wavs16: Sequence[np.ndarray]) -> List[torch.Tensor]:
+        """Normalised SSL features per waveform: list of (T_b, H) at 50 Hz."""
+        ssl = self._net("ssl")
+        out = ssl(list(wavs16), ssl.sample_rate)
+        feats = out.features.float()
+        return [feats[b, : int(out.mask[b].sum())] for b in range(feats.shape[0])]
+
+    @torch.no_grad()
+    def semantic_ids(self, wavs16: Sequence[np.ndarray]) -> List[torch.Tensor]:
+        """Semantic ids per waveform: list of (T_b,)."""
+        codec = self._net("semantic_codec")
+        out = []
+        for f in self.ssl_features(wavs16):
+            ids, _ = codec.quantize(f[None].to(next(codec.parameters()).dtype))
+            out.append(ids[0])
+        return out
+
+    @torch.no_grad()
+    def acoustic_ids(self, wav24: np.ndarray, frames: int) -> torch.Tensor:
+        """Acoustic ids (frames, Q) of a 24 kHz waveform, aligned to ``frames`` semantic frames
+        (the semantic length is the authority: trimmed, or padded by repeating the last frame)."""
+        enc = self._net("acoustic_encoder")
+        dec = self._net("acoustic_decoder")
+        wav = torch.from_numpy(wav24).to(self.device, self.dtype)[None, None]
+        rest = wav.shape[-1] % enc.hop_length
+        if rest:
+            wav = torch.nn.functional.pad(wav, (0, enc.hop_length - rest))
+        codes = dec.quantize(enc(wav))[0]
+        if codes.shape[0] >= frames:
+            return codes[:frames]
+        pad = codes[-1:].expand(frames - codes.shape[0], -1)
+        return torch.cat([codes, pad], dim=0)
+
+    def _settings(self, steps, guidance, temperature) -> DecodeSettings:
+        d = self.defaults
+        return DecodeSettings(
+            steps=d.steps if steps is None else steps,
+            guidance=d.guidance if guidance is None else guidance,
+            temperature=d.temperature if temperature is None else temperature,
+            rescale=d.rescale,
+        )
+
+    def _generators(self, seed: Optional[int], n: int):
+        if seed is None:
+            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+        gen_device = self.device if self.device.type == "cuda" else torch.device("cpu")
+        return [torch.Generator(device=gen_device).manual_seed(int(seed) + i) for i in range(n)]
+
+    @torch.no_grad()
+    def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
+                  s2a_steps=None, s2a_guidance=None) -> List[torch.Tensor]:
+        """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q)."""
+        d = self.defaults
+        steps = tuple(d.s2a_steps if s2a_steps is None else s2a_steps)
+        full = self._net("s2a")
+        one = self._nets.get("s2a_1layer")
+        settings = DecodeSettings(steps=max(1, steps[0]), guidance=d.s2a_guidance if s2a_guidance is None else s2a_guidance,
+                                  temperature=d.s2a_temperature, rescale=d.rescale)
+        known = None
+        if one is not None:
+            first = s2a_generate(one, semantic, [p[:, :1] for p in prompt_codes], [steps[0]],
+                                 replace(settings, guidance=0.0), generator=gens)
+            known = first
+        q = full.num_quantizers
+        layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
+        return s2a_generate(full, semantic, [p[:, :q] for p in prompt_codes], layer_steps, settings,
+                            known_codes=known, generator=gens)
+
+    @torch.no_grad()
+    def _decode(self, codes: List[torch.Tensor]) -> List[np.ndarray]:
+        dec = self._net("acoustic_decoder")
+        out = []
+        for c in codes:
+            wav = dec.decode(c[None].to(self.device))[0, 0].float().cpu().numpy()
+            out.append(np.clip(wav, -1.0, 1.0).astype(np.float32))
+        return out
+
+    def _finish(self, sem: List[torch.Tensor], codes: List[torch.Tensor]) -> List[SpeechOutput]:
+        wavs = self._decode(codes)
+        return [SpeechOutput(w, self.sample_rate, s.cpu().numpy(), c.cpu().numpy()) for w, s, c in zip(wavs, sem, codes)]
+
+    def _prompts(self, prompts: Sequence[AudioInput]):
+        """Per prompt: 16 kHz wav, semantic ids (Tp,), acoustic ids (Tp, Q)."""
+        w16s, w24s = zip(*(self._prompt_audio(p) for p in prompts))
+        sems = self.semantic_ids(list(w16s))
+        codes = [self.acoustic_ids(w24, int(s.shape[0])) for w24, s in zip(w24s, sems)]
+        return list(w16s), sems, codes
+
+    # ------------------------------------------------------------------ tasks
+    def tts(self, text, prompt, prompt_text, duration=None, language: str = "auto", prompt_language: str = "auto",
+            steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None, split_sentences: bool = True,
+            max_sentence_chars: int = 300):
+        """Speak ``text`` in the voice of ``prompt`` (whose transcript is ``prompt_text``).
+
+        ``duration`` (seconds) fixes the length; by default it is the prompt's length scaled by
+        the UTF-8 byte ratio of the texts. Long text is split into sentences, generated as one
+        batch with the same prompt (a steady voice), and joined. Lists give batch inference.
+        """
+        self._require("tts", "omni")
+        single = isinstance(text, str)
+        texts = [text] if single else list(text)
+        prompts = [prompt] * len(texts) if single or not isinstance(prompt, (list, tuple)) or _is_pair(prompt) else list(prompt)
+        ptexts = [prompt_text] * len(texts) if isinstance(prompt_text, str) or prompt_text is None else list(prompt_text)
+        durs = [duration] * len(texts) if duration is None or isinstance(duration, (int, float)) else list(duration)
+        if not (len(prompts) == len(ptexts) == len(texts) == len(durs)):
+            raise MetisError("text, prompt, prompt_text and duration lists must have the same length")
+        tok = self._net("phones")
+        # split every text into sentence pieces; remember which output each piece belongs to
+        from .text import split_sentences as splitter
+
+        pieces, owner = [], []
+        for i, t in enumerate(texts):
+            if not isinstance(t, str) or not t.strip():
+                raise MetisError("text is empty; give the words to speak")
+            if ptexts[i] is None or not str(ptexts[i]).strip():
+                raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
+            parts = splitter(t, language, max_sentence_chars) if (split_sentences and durs[i] is None) else [t]
+            for p in parts:
+                pieces.append(p)
+                owner.append(i)
+        _, p_sems, p_codes = self._prompts(prompts)
+        phone_ids, lens = [], []
+        for p, i in zip(pieces, owner):
+            pp = tok(ptexts[i], prompt_language).ids
+            tp = tok(p, language).ids
+            phone_ids.append(torch.tensor(pp + tp, dtype=torch.long))
+            n_prompt = int(p_sems[i].shape[0])
+            if durs[i] is not None:
+                if not (isinstance(durs[i], (int, float)) and math.isfinite(durs[i]) and 0 < durs[i] <= MAX_TARGET_S):
+                    raise MetisError(f"duration must be between 0 and {MAX_TARGET_S:.0f} seconds, got {durs[i]}")
+                n = int(round(durs[i] * self.frame_rate))
+            else:
+                n = n_prompt * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
+            lens.append(max(1, n))
+        gens = self._generators(seed, len(pieces))
+        stage1 = self._net("stage1")
+        settings = self._settings(steps, guidance, temperature)
+        tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens)
+        sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
+        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps)
+        outs = self._finish(tgt, codes)
+        merged = _join(outs, owner, len(texts), gap_s=0.15)
+        return merged[0] if single else merged
+
+    def _speech_conditioned(self, sources, prompts, what: str, steps, guidance, temperature, seed, phone_texts=None,
+                            s2a_steps=None):
+        stage1 = self._net("stage1")
+        ssl_sr = self._net("ssl").sample_rate
+        srcs = [self._read(s, ssl_sr, what) for s in sources]
+        for s in srcs:
+            if len(s) / ssl_sr > MAX_TARGET_S:
+                raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_TARGET_S:.0f} s")
+        if prompts is not None:
+            w16s, p_sems, p_codes = self._prompts(prompts)
+        else:
+            w16s = [np.zeros(0, np.float32)] * len(srcs)
+            p_sems = [torch.zeros(0, dtype=torch.long, device=self.device)] * len(srcs)
+            q = self._net("s2a").num_quantizers
+            p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)] * len(srcs)
+        feats = self.ssl_features([np.concatenate([p, s]) for p, s in zip(w16s, srcs)])
+        lens = []
+        for f, ps in zip(feats, p_sems):
+            n = int(f.shape[0]) - int(ps.shape[0])
+            if n < 1:
+                raise AudioError(f"{what} is too short to process")
+            lens.append(n)
+        phone_ids = None
+        if phone_texts is not None:
+            tok = self._net("phones")
+            phone_ids = [torch.tensor(tok(t).ids, dtype=torch.long) for t in phone_texts]
+        gens = self._generators(seed, len(srcs))
+        settings = self._settings(steps, guidance, temperature)
+        tgt = stage1_generate(stage1, lens, p_sems, phone_ids, feats, settings, gens)
+        sem = [torch.cat([p, t]) for p, t in zip(p_sems, tgt)]
+        codes = self._acoustic(sem, p_codes, gens, s2a_steps)
+        return self._finish(tgt, codes)
+
+    def vc(self, source, prompt, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
+        """The words of ``source`` in the voice of ``prompt``."""
+        self._require("vc")
+        single = not isinstance(source, list)
+        sources = [source] if single else source
+        prompts = _broadcast(prompt, len(sources))
+        out = self._speech_conditioned(sources, prompts, "source", steps, guidance, temperature, seed, None, s2a_steps)
+        return out[0] if single else out
+
+    def tse(self, mixture, prompt, text=None, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
+        """The speech of the ``prompt``'s speaker alone, out of ``mixture``. ``text`` (omni
+        models only) is the target speaker's transcript: text-guided extraction."""
+        self._require("tse", "omni")
+        if text is not None and not self._net("stage1").cfg.use_phone_cond:
+            raise MetisError("text-guided extraction needs the omni model (Metis.from_pretrained('omni'))")
+        single = not isinstance(mixture, list)
+        mixtures = [mixture] if single else mixture
+        prompts = _broadcast(prompt, len(mixtures))
+        texts = None if text is None else ([text] * len(mixtures) if isinstance(text, str) else list(text))
+        out = self._speech_conditioned(mixtures, prompts, "mixture", steps, guidance, temperature, seed, texts, s2a_steps)
+        return out[0] if single else out
+
+    def se(self, noisy, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
+        """Clean speech from noisy / reverberant speech (no prompt)."""
+        self._require("se", "omni")
+        single = not isinstance(noisy, list)
+        items = [noisy] if single else noisy
+        out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
+        return out[0] if single else out
+
+    def l2s(self, video, prompt, crop_box=None, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
+        """Speech for a silent video of a speaking face, in the voice of ``prompt``."""
+        self._require("l2s")
+        from .models.visual import l2s_condition, to_50hz  # noqa: F401
+        from .video import mouth_crops, read_video
+
+        single = not isinstance(video, list)
+        videos = [video] if single else video
+        prompts = _broadcast(prompt, len(videos))
+        _, p_sems, p_codes = self._prompts(prompts)
+        vis = self._net("visual")
+        conds, lens = [], []
+        for v, ps in zip(videos, p_sems):
+            frames, _ = read_video(v, fps=25)
+            crops = mouth_crops(frames, crop_box if crop_box is not None else "auto")
+            x = torch.from_numpy(np.asarray(crops, dtype=np.float32))[None].to(self.device, self.dtype)
+            with torch.no_grad():
+                f25 = vis(x)[0].float()
+            cond = l2s_condition(f25, int(ps.shape[0]))
+            conds.append(cond)
+            lens.append(int(cond.shape[0]) - int(ps.shape[0]))
+        gens = self._generators(seed, len(videos))
+        settings = self._settings(steps, guidance, temperature)
+        tgt = stage1_generate(self._net("stage1"), lens, p_sems, None, conds, settings, gens)
+        sem = [torch.cat([p, t]) for p, t in zip(p_sems, tgt)]
+        codes = self._acoustic(sem, p_codes, gens, s2a_steps)
+        out = self._finish(tgt, codes)
+        return out[0] if single else out
+
+    def _require(self, *tasks):
+        if self.task not in tasks:
+            raise MetisError(f"this model was loaded for {self.task!r}; load it with Metis.from_pretrained({tasks[0]!r})")
+
+
+def _is_pair(x) -> bool:
+    return isinstance(x, tuple) and len(x) == 2 and isinstance(x[0], np.ndarray)
+
+
+def _broadcast(x, n: int) -> list:
+    if isinstance(x, list):
+        if len(x) != n:
+            raise MetisError(f"got {len(x)} prompts for {n} inputs")
+        return x
+    return [x] * n
+
+
+def _join(outs: List[SpeechOutput], owner: List[int], n: int, gap_s: float) -> List[SpeechOutput]:
+    """Concatenate sentence pieces of the same output with a short pause."""
+    merged = []
+    for i in range(n):
+        parts = [o for o, w in zip(outs, owner) if w == i]
+        if len(parts) == 1:
+            merged.append(parts[0])
+            continue
+        sr = parts[0].sample_rate
+        gap = np.zeros(int(gap_s * sr), np.float32)
+        wav = np.concatenate([x for p in parts for x in (p.wav, gap)][:-1])
+        sem = np.concatenate([p.semantic_ids for p in parts])
+        ac = np.concatenate([p.acoustic_ids for p in parts])
+        merged.append(SpeechOutput(wav, sr, sem, ac))
+    return merged

@@ -1,0 +1,136 @@
+"""Every task end to end through the Python API on a tiny random bundle (CPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from metis_speech.errors import AudioError, MetisError
+from metis_speech.pipeline import Metis, pick_device
+from tests.pipeline.conftest import FAST
+
+HOP = 480  # tiny preset: 24 kHz, 50 Hz frames
+
+
+@pytest.fixture(scope="module")
+def models(tiny_bundle):
+    cache = {}
+
+    def get(task):
+        if task not in cache:
+            cache[task] = Metis.from_pretrained(task, tiny_bundle, device="cpu")
+        return cache[task]
+
+    return get
+
+
+def test_device_choice():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device(None).type in ("cpu", "cuda", "mps")
+
+
+def test_tts_duration_and_rate(models, audio_files):
+    m = models("tts")
+    out = m.tts("Hello there, friend.", audio_files["prompt"], "A test of my voice.", duration=1.0, language="en", seed=1, **FAST)
+    assert out.sample_rate == 24000
+    assert len(out.wav) == 50 * HOP
+    assert out.semantic_ids.shape == (50,) and out.acoustic_ids.shape[0] == 50
+    assert np.isfinite(out.wav).all() and np.abs(out.wav).max() <= 1.0
+
+
+def test_tts_length_follows_text_and_splits_sentences(models, audio_files):
+    m = models("tts")
+    short = m.tts("Hi.", audio_files["prompt"], "A test of my voice here.", language="en", seed=0, **FAST)
+    long = m.tts("This is a much longer sentence. And here is a second one, also long.", audio_files["prompt"],
+                 "A test of my voice here.", language="en", seed=0, **FAST)
+    assert long.duration > 3 * short.duration
+
+
+def test_tts_same_seed_same_audio(models, audio_files):
+    m = models("tts")
+    a = m.tts("Same words.", audio_files["prompt"], "A test.", duration=0.5, language="en", seed=3, **FAST)
+    b = m.tts("Same words.", audio_files["prompt"], "A test.", duration=0.5, language="en", seed=3, **FAST)
+    assert np.array_equal(a.wav, b.wav)
+
+
+@pytest.mark.parametrize("task", ["vc", "tse"])
+def test_speech_conditioned_length_matches_input(models, audio_files, task):
+    m = models(task)
+    fn = m.vc if task == "vc" else m.tse
+    out = fn(audio_files["source"], audio_files["prompt"], seed=0, **FAST)
+    # 1.5 s source -> 75 frames at 50 Hz (+- one frame of fbank rounding)
+    assert abs(len(out.semantic_ids) - 75) <= 1
+    assert len(out.wav) == len(out.semantic_ids) * HOP
+
+
+def test_se_needs_no_prompt_and_loads_only_what_it_needs(models, audio_files):
+    m = models("se")
+    assert "semantic_codec" not in m.loaded and "acoustic_encoder" not in m.loaded
+    out = m.se(audio_files["stereo"], seed=0, **FAST)
+    assert abs(out.duration - 1.2) < 0.05
+
+
+def test_batch_equals_single(models, audio_files):
+    m = models("se")
+    batch = m.se([audio_files["source"], audio_files["stereo"]], seed=10, **FAST)
+    single = m.se(audio_files["stereo"], seed=11, **FAST)
+    assert isinstance(batch, list) and len(batch) == 2
+    assert np.array_equal(batch[1].semantic_ids, single.semantic_ids)
+    assert np.allclose(batch[1].wav, single.wav, atol=1e-5)
+
+
+def test_text_guided_tse_with_omni(models, audio_files):
+    m = models("omni")
+    out = m.tse(audio_files["source"], audio_files["prompt"], text="the words of the target", seed=0, **FAST)
+    assert abs(len(out.semantic_ids) - 75) <= 1
+    with pytest.raises(MetisError, match="omni"):
+        models("tse").tse(audio_files["source"], audio_files["prompt"], text="hello")
+
+
+def test_array_input(models):
+    from tests.pipeline.conftest import speechlike
+
+    m = models("se")
+    out = m.se((speechlike(1.0, 8000), 8000), seed=0, **FAST)
+    assert abs(out.duration - 1.0) < 0.05
+
+
+@pytest.mark.parametrize(
+    "name,match",
+    [("silent", "silent"), ("nan", "NaN"), ("corrupt", "not a readable audio"), ("empty", "empty"), ("missing", "no such file")],
+)
+def test_bad_audio(models, audio_files, tmp_path, name, match):
+    path = audio_files.get(name, tmp_path / "missing.wav")
+    with pytest.raises(AudioError, match=match) as e:
+        models("se").se(path)
+    assert "\n" not in str(e.value)
+
+
+def test_prompt_limits(models, audio_files):
+    m = models("vc")
+    with pytest.raises(AudioError, match="at least 1 s"):
+        m.vc(audio_files["source"], audio_files["short"])
+    with pytest.warns(UserWarning, match="first 30 s"):
+        out = m.vc(audio_files["source"], audio_files["long_prompt"], **FAST)
+    assert abs(len(out.semantic_ids) - 75) <= 1
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [(dict(text="   "), "text is empty"), (dict(prompt_text=""), "prompt_text is empty"),
+     (dict(duration=0), "duration"), (dict(duration=1e6), "duration"), (dict(text="!!! ..."), "no phones"),
+     (dict(language="xx"), "language"), (dict(steps=0), "steps")],
+)
+def test_tts_bad_input(models, audio_files, kwargs, match):
+    args = dict(text="Hello.", prompt=audio_files["prompt"], prompt_text="A test.", language="en", **FAST)
+    args.update(kwargs)
+    with pytest.raises((MetisError, ValueError), match=match):
+        models("tts").tts(**args)
+
+
+def test_wrong_task_and_source(models, tmp_path, audio_files):
+    with pytest.raises(MetisError, match="loaded for 'se'"):
+        models("se").vc(audio_files["source"], audio_files["prompt"])
+    with pytest.raises(MetisError, match="neither 'hub' nor an existing directory"):
+        Metis.from_pretrained("se", tmp_path / "nothing")
+    with pytest.raises(MetisError, match="unknown task"):
+        Metis.from_pretrained("sing", tmp_path)
