@@ -23,3 +23,41 @@ def small_config(component: str, out, steps: int = 40, **sections):
 @pytest.fixture
 def make_config():
     return small_config
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def losses(out):
+    from metis_speech.training.trainer import read_log
+
+    return [r["loss"] for r in read_log(out)]
+
+
+def head_tail(out, k=3):
+    L = losses(out)
+    return sum(L[:k]) / k, sum(L[-k:]) / k
+
+
+@pytest.fixture(scope="module")
+def pretrained(tmp_path_factory):
+    """A 40-step stage-1 pre-training run (shared by the fine-tuning tests of a module)."""
+    import torch
+
+    from metis_speech.training.trainer import Trainer, load_train_config
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("pretrain")
+    tr = Trainer(load_train_config(small_config("stage1_base", out, 40)))
+    summary = tr.train()
+    torch.set_num_threads(n)
+    return out, tr, summary
