@@ -111,3 +111,18 @@ def test_mediapipe_missing_is_a_clear_error(face_video):
         mouth_crops(face_video[1], "mediapipe", source="clip.mp4")
     msg = str(e.value)
     assert msg.startswith("clip.mp4:") and "mediapipe==0.10.21" in msg and "crop box" in msg
+
+
+@pytest.mark.parametrize("speaker", ["spk0"])  # found only on the softened image
+def test_haar_on_corpus_faces(speaker):
+    """The project's own talking-face renderer (metis_speech.corpus.face), used for L2S data."""
+    pytest.importorskip("cv2")
+    pytest.importorskip("PIL")
+    from metis_speech.corpus.face import face_for, mouth_track, render_frames
+
+    face = face_for(speaker)
+    frames = render_frames(mouth_track([("sil", 0, 0.1), ("aa", 0.1, 0.3), ("m", 0.3, 0.4)], 0.4), face, seed=0)
+    cx, cy, side = find_mouth_boxes(frames, "haar").T
+    x0, y0, x1, y1 = face.mouth_box()  # holds the lips in every frame
+    lip_x, lip_y = (x0 + x1) / 2, 0.71 * frames.shape[1]  # the renderer's lip line
+    assert (np.abs(cx - lip_x) < 0.2 * side).all() and (np.abs(cy - lip_y) < 0.2 * side).all()
