@@ -1,6 +1,5 @@
 """VisualEncoder (tiny config on CPU), 25 -> 50 Hz interpolation, L2S condition, save/load."""
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
