@@ -6,6 +6,7 @@ Axis names used in shape docstrings throughout the package:
     L  full sequence (phones + prompt + target)                  Np  phone ids
     H  hidden size                V   vocabulary (codebook) size  Q   RVQ layers (quantizers)
     C  frame-condition feature size                               S   audio samples
+    N  video frames (25 fps)
 """
 
 __version__ = "0.1.0"

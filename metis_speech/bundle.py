@@ -123,11 +123,6 @@ def random_bundle(
     comps["ssl"] = "ssl"
     stage1 = {}
     for task in tasks:
-        if task == "l2s":
-            try:
-                from .models.visual import VisualEncoder, VisualEncoderConfig  # noqa: F401
-            except ImportError:
-                continue
         model = build_model(load_preset(preset, STAGE1_COMPONENT[task]))
         if hasattr(model, "cond_adapter") and hasattr(model.cond_adapter, "gate_scale"):
             with torch.no_grad():
@@ -135,15 +130,7 @@ def random_bundle(
         save_checkpoint(model, directory / f"stage1_{task}")
         stage1[task] = f"stage1_{task}"
     if "l2s" in stage1:
-        from .models.visual import VisualEncoder, VisualEncoderConfig
-
-        vcfg = VisualEncoderConfig.tiny() if hasattr(VisualEncoderConfig, "tiny") else VisualEncoderConfig()
-        vis = VisualEncoder(vcfg)
-        from .checkpoint import save_weights
-
-        (directory / "visual").mkdir(exist_ok=True)
-        save_weights(vis.state_dict(), directory / "visual" / "model.safetensors")
-        (directory / "visual" / "config.json").write_text(json.dumps(_dataclass_dict(vcfg), indent=2))
+        save_checkpoint(build_model(load_preset(preset, "visual_encoder")).eval(), directory / "visual")
         comps["visual"] = "visual"
     vocab_rel = None
     if phone_vocab is not None:
@@ -153,10 +140,3 @@ def random_bundle(
         vocab_rel = "vocab.json"
     write_manifest(directory, comps, stage1, vocab_rel, {"preset": preset, "random": True})
     return directory
-
-
-def _dataclass_dict(cfg) -> dict:
-    import dataclasses
-
-    d = dataclasses.asdict(cfg)
-    return {k: list(v) if isinstance(v, tuple) else v for k, v in d.items()}

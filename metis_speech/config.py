@@ -199,6 +199,21 @@ CONFIG_CLASSES = {
     "SSLConfig": SSLConfig,
 }
 
+# configs defined next to their networks, imported on first use (avoids import cycles)
+LAZY_CONFIG_CLASSES = {"VisualEncoderConfig": "metis_speech.models.visual:VisualEncoderConfig"}
+
+
+def config_class(name: str) -> type:
+    if name in CONFIG_CLASSES:
+        return CONFIG_CLASSES[name]
+    if name in LAZY_CONFIG_CLASSES:
+        import importlib
+
+        module, cls = LAZY_CONFIG_CLASSES[name].split(":")
+        return getattr(importlib.import_module(module), cls)
+    raise ConfigError(f"unknown config type {name!r}; known: {sorted(CONFIG_CLASSES) + sorted(LAZY_CONFIG_CLASSES)}")
+
+
 AnyConfig = Union[
     Stage1Config, S2AConfig, SemanticCodecConfig, AcousticEncoderConfig, AcousticDecoderConfig, SSLConfig
 ]
@@ -217,9 +232,7 @@ def config_from_dict(d: dict, cls: Optional[type] = None) -> AnyConfig:
     d = dict(d)
     type_name = d.pop("type", None)
     if cls is None:
-        if type_name not in CONFIG_CLASSES:
-            raise ConfigError(f"unknown config type {type_name!r}; known: {sorted(CONFIG_CLASSES)}")
-        cls = CONFIG_CLASSES[type_name]
+        cls = config_class(type_name)
     names = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(d) - names)
     if unknown:

@@ -36,6 +36,7 @@ MODEL_CLASSES = {
     "SemanticCodecConfig": "metis_speech.models.semantic_codec:SemanticCodec",
     "AcousticEncoderConfig": "metis_speech.models.acoustic_codec:AcousticEncoder",
     "AcousticDecoderConfig": "metis_speech.models.acoustic_codec:AcousticDecoder",
+    "VisualEncoderConfig": "metis_speech.models.visual:VisualEncoder",
 }
 
 

@@ -189,20 +189,14 @@ class _Sources:
         return ext.eval()
 
     def visual(self, device, dtype):
-        from .checkpoint import load_weights
-        from .models.visual import VisualEncoder, VisualEncoderConfig
-        import json
+        from .loading import load_checkpoint
 
         if not self.is_bundle:
             raise MetisError(
-                "lip-to-speech needs a visual encoder; the reference never published one. Use a bundle that "
-                "holds one (trained with this project) as --model, or pass visual_encoder=PATH"
+                "lip-to-speech needs a visual encoder, and the reference never published one; use a bundle "
+                "that holds one (trained with this project) as the model source"
             )
-        d = self._bundle_dir("visual")
-        cfg = VisualEncoderConfig(**json.loads((d / "config.json").read_text()))
-        model = VisualEncoder(cfg)
-        load_weights(model, d / "model.safetensors")
-        return model.to(device, dtype).eval()
+        return load_checkpoint(self._bundle_dir("visual"), device, dtype)
 
     def phone_tokenizer(self):
         from .text import PhoneTokenizer
@@ -468,38 +462,78 @@ class Metis:
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
 
+    #: long inputs (VC/TSE/SE) are processed in windows of this many seconds, each carrying
+    #: the last ``context_s`` seconds of the previous window's tokens as prompt context
+    window_s: float = 30.0
+    context_s: float = 4.0
+
     def _speech_conditioned(self, sources, prompts, what: str, steps, guidance, temperature, seed, phone_texts=None,
                             s2a_steps=None):
         stage1 = self._net("stage1")
         ssl_sr = self._net("ssl").sample_rate
+        spf = int(round(ssl_sr / self.frame_rate))  # samples per frame at the SSL rate (320)
         srcs = [self._read(s, ssl_sr, what) for s in sources]
         for s in srcs:
             if len(s) / ssl_sr > MAX_TARGET_S:
                 raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_TARGET_S:.0f} s")
+            if len(s) < 2 * spf:
+                raise AudioError(f"{what} is too short to process ({len(s) / ssl_sr * 1000:.0f} ms)")
+        B = len(srcs)
         if prompts is not None:
             w16s, p_sems, p_codes = self._prompts(prompts)
         else:
-            w16s = [np.zeros(0, np.float32)] * len(srcs)
-            p_sems = [torch.zeros(0, dtype=torch.long, device=self.device)] * len(srcs)
+            w16s = [np.zeros(0, np.float32)] * B
+            p_sems = [torch.zeros(0, dtype=torch.long, device=self.device)] * B
             q = self._net("s2a").num_quantizers
-            p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)] * len(srcs)
-        feats = self.ssl_features([np.concatenate([p, s]) for p, s in zip(w16s, srcs)])
-        lens = []
-        for f, ps in zip(feats, p_sems):
-            n = int(f.shape[0]) - int(ps.shape[0])
-            if n < 1:
-                raise AudioError(f"{what} is too short to process")
-            lens.append(n)
+            p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)] * B
         phone_ids = None
         if phone_texts is not None:
             tok = self._net("phones")
             phone_ids = [torch.tensor(tok(t).ids, dtype=torch.long) for t in phone_texts]
-        gens = self._generators(seed, len(srcs))
+        gens = self._generators(seed, B)
         settings = self._settings(steps, guidance, temperature)
-        tgt = stage1_generate(stage1, lens, p_sems, phone_ids, feats, settings, gens)
-        sem = [torch.cat([p, t]) for p, t in zip(p_sems, tgt)]
-        codes = self._acoustic(sem, p_codes, gens, s2a_steps)
-        return self._finish(tgt, codes)
+        W = max(1, int(self.window_s * self.frame_rate))
+        C = max(0, min(int(self.context_s * self.frame_rate), W // 2))
+        n_frames = [max(1, len(s) // spf) for s in srcs]
+        n_windows = [max(1, math.ceil(n / W)) if n > W + W // 4 else 1 for n in n_frames]
+        sem_out = [[] for _ in range(B)]
+        code_out = [[] for _ in range(B)]
+        for k in range(max(n_windows)):
+            items = [b for b in range(B) if k < n_windows[b]]
+            ctx_sem, ctx_codes, audio = [], [], []
+            for b in items:
+                start = k * W
+                end = len(srcs[b]) if k == n_windows[b] - 1 else (k + 1) * W * spf
+                done_sem = torch.cat(sem_out[b]) if sem_out[b] else p_sems[b][:0]
+                done_codes = torch.cat(code_out[b]) if code_out[b] else p_codes[b][:0]
+                c = min(C, int(done_sem.shape[0]))
+                ctx_sem.append(torch.cat([p_sems[b], done_sem[done_sem.shape[0] - c :]]))
+                ctx_codes.append(torch.cat([p_codes[b], done_codes[done_codes.shape[0] - c :]]))
+                audio.append(np.concatenate([w16s[b], srcs[b][(start - c) * spf : end]]))
+            feats = self.ssl_features(audio)
+            lens = []
+            for i, (b, ps) in enumerate(zip(items, ctx_sem)):
+                if k < n_windows[b] - 1:
+                    # inner windows have exactly W frames: fbank rounding may leave the features
+                    # a frame short or long, so repeat or drop their last frame
+                    n = W
+                    want = int(ps.shape[0]) + W
+                    f = feats[i]
+                    feats[i] = torch.cat([f, f[-1:].expand(want - f.shape[0], -1)]) if f.shape[0] < want else f[:want]
+                else:  # the last (or only) window: the reference's rule, all remaining frames
+                    n = int(feats[i].shape[0]) - int(ps.shape[0])
+                if n < 1:
+                    raise AudioError(f"{what} is too short to process")
+                lens.append(n)
+            g = [gens[b] for b in items]
+            ph = [phone_ids[b] for b in items] if phone_ids is not None else None
+            tgt = stage1_generate(stage1, lens, ctx_sem, ph, feats, settings, g)
+            sem = [torch.cat([p, t]) for p, t in zip(ctx_sem, tgt)]
+            codes = self._acoustic(sem, ctx_codes, g, s2a_steps)
+            for b, t, c in zip(items, tgt, codes):
+                sem_out[b].append(t)
+                code_out[b].append(c)
+        return self._finish([torch.cat(x) for x in sem_out], [torch.cat(x) for x in code_out])
 
     def vc(self, source, prompt, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
         """The words of ``source`` in the voice of ``prompt``."""
@@ -534,8 +568,8 @@ class Metis:
     def l2s(self, video, prompt, crop_box=None, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
         """Speech for a silent video of a speaking face, in the voice of ``prompt``."""
         self._require("l2s")
-        from .models.visual import l2s_condition, to_50hz  # noqa: F401
-        from .video import mouth_crops, read_video
+        from .models.visual import l2s_condition
+        from .video import video_to_crops
 
         single = not isinstance(video, list)
         videos = [video] if single else video
@@ -544,8 +578,7 @@ class Metis:
         vis = self._net("visual")
         conds, lens = [], []
         for v, ps in zip(videos, p_sems):
-            frames, _ = read_video(v, fps=25)
-            crops = mouth_crops(frames, crop_box if crop_box is not None else "auto")
+            crops = video_to_crops(v, crop_box if crop_box is not None else "auto", fps=vis.cfg.fps)
             x = torch.from_numpy(np.asarray(crops, dtype=np.float32))[None].to(self.device, self.dtype)
             with torch.no_grad():
                 f25 = vis(x)[0].float()

@@ -28,7 +28,7 @@ def speechlike(seconds: float, sr: int = 16000, f0: float = 140.0, seed: int = 0
 @pytest.fixture(scope="session")
 def tiny_bundle(tmp_path_factory, shared_dir):
     d = tmp_path_factory.mktemp("bundle")
-    return random_bundle(d, tasks=("tts", "vc", "tse", "se", "omni"), phone_vocab=shared_dir / "g2p" / "vocab.json")
+    return random_bundle(d, tasks=("tts", "vc", "tse", "se", "omni", "l2s"), phone_vocab=shared_dir / "g2p" / "vocab.json")
 
 
 @pytest.fixture(scope="session")
@@ -53,3 +53,12 @@ def audio_files(tmp_path_factory):
     bad[100] = np.nan
     sf.write(files["nan"], bad, 16000, subtype="FLOAT")
     return files
+
+
+@pytest.fixture(scope="session")
+def face_video(tmp_path_factory):
+    """A 1.2 s, 25 fps talking-face mp4 and the crop box of its mouth."""
+    from tests.video.conftest import MOUTH_BOX, draw_face, talking_openings, write_video
+
+    path = write_video(tmp_path_factory.mktemp("video") / "face.mp4", draw_face(talking_openings(30)))
+    return path, MOUTH_BOX

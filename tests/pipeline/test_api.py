@@ -134,3 +134,47 @@ def test_wrong_task_and_source(models, tmp_path, audio_files):
         Metis.from_pretrained("se", tmp_path / "nothing")
     with pytest.raises(MetisError, match="unknown task"):
         Metis.from_pretrained("sing", tmp_path)
+
+
+def test_long_input_windows_carry_context(models, audio_files, monkeypatch):
+    """A long input is cut into windows; each window's prompt ends with the previous
+    window's last generated tokens, and the pieces add up to the input's length."""
+    import metis_speech.pipeline as pl
+
+    m = models("se")
+    monkeypatch.setattr(m, "window_s", 0.5)
+    monkeypatch.setattr(m, "context_s", 0.2)
+    calls = []
+    real = pl.stage1_generate
+
+    def spy(model, lens, prompts, *a, **k):
+        out = real(model, lens, prompts, *a, **k)
+        calls.append(([p.clone() for p in prompts], [o.clone() for o in out]))
+        return out
+
+    monkeypatch.setattr(pl, "stage1_generate", spy)
+    out = m.se(audio_files["source"], seed=0, **FAST)  # 1.5 s -> 3 windows of 0.5 s
+    assert len(calls) == 3
+    assert calls[0][0][0].numel() == 0  # SE: no prompt in the first window
+    for (_, prev_out), (next_prompt, _) in zip(calls, calls[1:]):
+        assert torch.equal(next_prompt[0], prev_out[0][-10:])  # 0.2 s = 10 frames of context
+    assert abs(len(out.semantic_ids) - 75) <= 2
+    assert len(out.wav) == len(out.semantic_ids) * HOP
+
+
+def test_l2s_video_to_speech(models, audio_files, face_video):
+    path, box = face_video
+    m = models("l2s")
+    out = m.l2s(path, audio_files["prompt"], crop_box=box, seed=0, **FAST)
+    assert len(out.semantic_ids) == 60  # 30 frames at 25 fps -> 60 frames at 50 Hz
+    assert len(out.wav) == 60 * HOP
+
+
+def test_l2s_bad_video(models, audio_files, tmp_path):
+    from metis_speech.video import VideoError
+
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(b"not a video")
+    with pytest.raises(VideoError) as e:
+        models("l2s").l2s(bad, audio_files["prompt"], crop_box=(0, 0, 10, 10))
+    assert "bad.mp4" in str(e.value) and "\n" not in str(e.value)

@@ -36,6 +36,18 @@ def test_each_task_writes_24k_audio(tiny_bundle, audio_files, tmp_path, capsys, 
     assert abs(info.duration - expected) < 0.05
 
 
+def test_l2s_command(tiny_bundle, audio_files, face_video, tmp_path, capsys):
+    path, box = face_video
+    out = tmp_path / "l2s.wav"
+    rc, _, err = _run(capsys, "l2s", "--video", path, "--prompt", audio_files["prompt"], "--crop-box", ",".join(map(str, box)),
+                      "--model", tiny_bundle, "--out", out, *FAST)
+    assert rc == 0, err
+    assert abs(sf.info(str(out)).duration - 1.2) < 0.01
+    rc, _, err = _run(capsys, "l2s", "--video", path, "--prompt", audio_files["prompt"], "--crop-box", "1,2,3",
+                      "--model", tiny_bundle, "--out", out, *FAST)
+    assert rc == 2 and "X,Y,W,H" in err
+
+
 def test_batch_manifest(tiny_bundle, audio_files, tmp_path, capsys):
     items = tmp_path / "items.jsonl"
     items.write_text("\n".join(json.dumps(d) for d in [
