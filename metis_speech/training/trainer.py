@@ -298,9 +298,18 @@ class Trainer:
         self.cfg = cfg
         self.out = Path(out or cfg.train.out)
         self.ckpt_dir = self.out / "checkpoints"
+        # several processes but no GPU (torchrun / ``accelerate launch --multi_gpu`` on a CPU
+        # machine): Accelerate needs cpu=True to pick MULTI_CPU with the gloo backend
+        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+        self.model_cfg = self._model_config()
+        from ..config import S2AConfig
+
+        # S2A trains one RVQ layer's embedding/head per batch: the others get no gradient
+        unused = isinstance(self.model_cfg, S2AConfig)
         self.accelerator = Accelerator(
+            cpu=multi_cpu,
             mixed_precision=cfg.train.mixed_precision,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
+            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],
         )
         acc = self.accelerator
         self.rank, self.world = acc.process_index, acc.num_processes
@@ -318,7 +327,6 @@ class Trainer:
         torch.manual_seed(seed)
         self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank + 1)
 
-        self.model_cfg = self._model_config()
         self.net, self.new_keys = self._build_network()
         self.model = self._apply_finetune(self.net)
         from .objectives import build_objective
