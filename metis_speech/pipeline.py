@@ -122,6 +122,15 @@ _NEEDS = {
 }
 
 
+# facebook/w2v-bert-2.0's architecture (for random-weight benchmarks without the Hub)
+W2V_BERT_2_ARCH = dict(
+    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
+    feature_projection_input_dim=160, conv_depthwise_kernel_size=31, position_embeddings_type="relative_key",
+    left_max_position_embeddings=64, right_max_position_embeddings=8, hidden_act="swish", layer_norm_eps=1e-5,
+    layerdrop=0.0, apply_spec_augment=False, add_adapter=False, vocab_size=None,
+)
+
+
 class _Sources:
     """Where each network comes from: official files (Hub or a local copy) or a bundle."""
 
@@ -129,7 +138,9 @@ class _Sources:
         from . import bundle
 
         self.source = source
-        self.is_bundle = str(source) != "hub" and bundle.is_bundle(source)
+        # "random:<preset>": randomly initialised networks of a preset (speed/memory benchmarks)
+        self.random_preset = str(source)[len("random:"):] if str(source).startswith("random:") else None
+        self.is_bundle = str(source) != "hub" and self.random_preset is None and bundle.is_bundle(source)
         self.manifest = bundle.read_manifest(source) if self.is_bundle else None
         self.ssl_source = ssl_source
         self.stats = stats
@@ -141,9 +152,23 @@ class _Sources:
             raise MetisError(f"{self.source}: the bundle has no {name} network")
         return Path(self.source) / comps[name]
 
+    def _random(self, component: str, device, dtype):
+        from .config import load_preset
+        from .loading import build_model
+
+        model = build_model(load_preset(self.random_preset, component), device)
+        with torch.no_grad():
+            for m in model.modules():
+                if hasattr(m, "gate_scale"):
+                    m.gate_scale.fill_(1.0)
+        return model.to(dtype).eval()
+
     def stage1(self, task: str, device, dtype):
+        from .bundle import STAGE1_COMPONENT
         from .loading import load_checkpoint, load_stage1
 
+        if self.random_preset:
+            return self._random(STAGE1_COMPONENT[task], device, dtype)
         if self.is_bundle:
             sub = self.manifest["stage1"].get(task)
             if sub is None:
@@ -155,6 +180,8 @@ class _Sources:
     def component(self, name: str, device, dtype):
         from .loading import load_checkpoint, load_component
 
+        if self.random_preset:
+            return self._random(name, device, dtype)
         if self.is_bundle:
             if name == "s2a_1layer" and "s2a_1layer" not in self.manifest["components"]:
                 return None
@@ -168,6 +195,17 @@ class _Sources:
 
         if self.is_bundle:
             return load_ssl(self._bundle_dir("ssl"), device, dtype)
+        if self.random_preset:
+            cfg = load_preset(self.random_preset, "ssl")
+            if cfg.model_config is None:  # the w2v-BERT 2.0 architecture, random weights
+                cfg = replace(cfg, model_id="random", model_config=W2V_BERT_2_ARCH)
+            ext = SSLFeatureExtractor.from_config(cfg, stats=None)
+            g = torch.Generator().manual_seed(0)
+            ext.set_stats(torch.randn(cfg.hidden_size, generator=g) * 0.1, torch.rand(cfg.hidden_size, generator=g) + 0.5)
+            ext = ext.to(device)
+            ext.set_stats(ext.stat_mean, ext.stat_var)
+            ext.model.to(dtype)
+            return ext.eval()
         cfg = load_preset("official", "ssl")
         if self.ssl_source:
             cfg = replace(cfg, model_id=str(self.ssl_source))
@@ -191,6 +229,8 @@ class _Sources:
     def visual(self, device, dtype):
         from .loading import load_checkpoint
 
+        if self.random_preset:
+            return self._random("visual_encoder", device, dtype)
         if not self.is_bundle:
             raise MetisError(
                 "lip-to-speech needs a visual encoder, and the reference never published one; use a bundle "
@@ -243,7 +283,7 @@ class Metis:
         metis-speech bundle directory (the project's own models). Only the networks the
         task needs are loaded; ``lazy=True`` defers loading to first use.
         """
-        if str(source) != "hub" and not Path(source).is_dir():
+        if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
         return cls(task, _Sources(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
 
