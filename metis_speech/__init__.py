@@ -10,3 +10,11 @@ Axis names used in shape docstrings throughout the package:
 """
 
 __version__ = "0.1.0"
+
+
+def __getattr__(name):  # lazy: `from metis_speech import Metis` without importing torch up front
+    if name in ("Metis", "SpeechOutput"):
+        from . import pipeline
+
+        return getattr(pipeline, name)
+    raise AttributeError(f"module 'metis_speech' has no attribute {name!r}")
