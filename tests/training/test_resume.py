@@ -47,7 +47,7 @@ def test_stop_and_resume_matches_uninterrupted(tmp_path, component, extra):
 
 
 def test_sigkill_and_resume(tmp_path):
-    N, every = 40, 4
+    N, every = 24, 3
     cfg = small_config("stage1_base", tmp_path / "killed", N, train={"checkpoint_every": every, "keep_checkpoints": 2})
     path = tmp_path / "cfg.yaml"
     path.write_text(yaml.safe_dump(cfg))
