@@ -78,6 +78,8 @@ class Ledger:
                     continue  # a line cut short by an interrupted run
                 self._add(rec)
         self._fh = open(self.path, "a")
+        if self.path.stat().st_size and not self.path.read_bytes().endswith(b"\n"):
+            self._fh.write("\n")  # end a torn last line so the next record starts clean
 
     def _add(self, rec: Dict[str, object]) -> None:
         self.by_key[rec["key"]] = rec

@@ -72,6 +72,9 @@ def _bursts(rng, n):
         pos += int(rng.uniform(0.1, 0.8) * SR)
         length = int(rng.uniform(0.05, 0.5) * SR)
         gate[pos : pos + length] = rng.uniform(0.3, 1.0)
+    if not gate.any():  # a clip shorter than the first gap still gets one burst
+        pos = int(rng.integers(0, max(1, n // 2)))
+        gate[pos : pos + max(1, n // 4)] = rng.uniform(0.3, 1.0)
     ramp = np.hanning(int(0.01 * SR))
     gate = np.convolve(gate, ramp / ramp.sum(), mode="same")
     return _colored(rng, n, rng.choice([0.0, 1.0])) * gate

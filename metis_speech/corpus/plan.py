@@ -175,8 +175,8 @@ def _plan_noise_bank(cfg: CorpusConfig, sources: List[str]) -> Tuple[List[Dict[s
     """Training noise clips (NOISE_CLIP_SECONDS each, every training noise type) and rooms."""
     if "se" not in cfg.tasks:
         return [], []
-    per_type = int(min(40, max(2, round(cfg.minutes / 10))))
-    n_rooms = int(min(300, max(4, round(cfg.minutes))))
+    per_type = int(min(40, max(1, round(cfg.minutes / 10))))
+    n_rooms = int(min(300, max(2, round(cfg.minutes))))
     rng = random.Random(f"{cfg.seed}/plan/noise")
     bstream = SentenceStream("train", f"{cfg.seed}/text/babble/train", sources)
     bank = []
