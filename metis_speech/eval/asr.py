@@ -19,7 +19,7 @@ from typing import Optional
 
 import numpy as np
 
-from .backends import BackendMissingError, EvalError, need
+from .backends import BackendMissingError, EvalError, check_local, load_pretrained, need
 
 __all__ = ["ASR_BACKENDS", "PocketSphinxASR", "WhisperASR", "ParaformerASR", "get_asr", "transcribe"]
 
@@ -70,23 +70,26 @@ class WhisperASR(_ASR):
     default_model = "openai/whisper-large-v3"
 
     def __init__(self, model: Optional[str] = None, language: str = "en", device: str = "cpu"):
+        model = model or self.default_model
+        what = "Whisper model"
+        check_local(model, what)  # before the slow transformers import
         need("transformers", "transformers", "WER with the whisper backend")
         torch = need("torch", "torch", "WER with the whisper backend")
-        from transformers import pipeline
+        from transformers import AutoModelForSpeechSeq2Seq, AutoProcessor, pipeline
 
-        model = model or self.default_model
-        try:
-            self.pipe = pipeline(
-                "automatic-speech-recognition",
-                model=model,
-                device=device,
-                torch_dtype=torch.float16 if str(device).startswith("cuda") else torch.float32,
-            )
-        except (OSError, ValueError) as e:
-            raise BackendMissingError(
-                f"Whisper weights {model!r} are not available offline ({str(e).splitlines()[0][:120]}); "
-                "pass --asr-model with a local folder"
-            ) from None
+        dtype = torch.float16 if str(device).startswith("cuda") else torch.float32
+        processor = load_pretrained(AutoProcessor.from_pretrained, model, what, "--asr-model")
+        import transformers
+
+        dtype_kw = {"dtype": dtype} if int(transformers.__version__.split(".")[0]) >= 5 else {"torch_dtype": dtype}
+        net = load_pretrained(lambda m, **kw: AutoModelForSpeechSeq2Seq.from_pretrained(m, **dtype_kw, **kw), model, what, "--asr-model")
+        self.pipe = pipeline(
+            "automatic-speech-recognition",
+            model=net.to(device),
+            tokenizer=processor.tokenizer,
+            feature_extractor=processor.feature_extractor,
+            device=device,
+        )
         self.language = {"en": "english", "zh": "chinese"}.get(language[:2], language)
 
     def _transcribe(self, wav: np.ndarray) -> str:

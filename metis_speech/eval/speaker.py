@@ -22,7 +22,7 @@ from typing import Optional
 import numpy as np
 
 from . import dsp
-from .backends import BackendMissingError, EvalError, need
+from .backends import EvalError, check_local, load_pretrained, need
 
 __all__ = ["SV_BACKENDS", "ResemblyzerSV", "WavLMSV", "get_speaker_encoder", "speaker_embedding", "speaker_similarity"]
 
@@ -87,18 +87,14 @@ class WavLMSV:
     default_model = "microsoft/wavlm-base-plus-sv"
 
     def __init__(self, model: Optional[str] = None, device: str = "cpu"):
+        model = model or self.default_model
+        what = "WavLM speaker model"
+        check_local(model, what)  # before the slow transformers import
         need("transformers", "transformers", "speaker similarity (wavlm)")
         from transformers import AutoFeatureExtractor, WavLMForXVector
 
-        model = model or self.default_model
-        try:
-            self.extractor = AutoFeatureExtractor.from_pretrained(model)
-            self.model = WavLMForXVector.from_pretrained(model).to(device).eval()
-        except (OSError, ValueError) as e:
-            raise BackendMissingError(
-                f"WavLM speaker model {model!r} is not available offline ({str(e).splitlines()[0][:120]}); "
-                "pass --sv-model with a local folder"
-            ) from None
+        self.extractor = load_pretrained(AutoFeatureExtractor.from_pretrained, model, what, "--sv-model")
+        self.model = load_pretrained(WavLMForXVector.from_pretrained, model, what, "--sv-model").to(device).eval()
         self.device = device
 
     def __call__(self, wav: np.ndarray) -> np.ndarray:

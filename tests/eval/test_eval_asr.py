@@ -12,16 +12,15 @@ from .speech import SENTENCES, SR, VOICES
 
 
 def test_pocketsphinx_wer_on_flite_voices(clips):
-    scores = {}
+    scores, hyps = {}, {}
     for voice, key in zip(VOICES, "abab"):  # one clip per voice keeps the test short
-        path = clips[(voice, key)]
-        hyp = transcribe(load_audio(path, SR)[0], SR)
-        assert isinstance(hyp, str)
-        scores[(voice, key)] = wer(SENTENCES[key], hyp)
+        hyps[voice] = transcribe(load_audio(clips[(voice, key)], SR)[0], SR)
+        assert isinstance(hyps[voice], str)
+        scores[(voice, key)] = wer(SENTENCES[key], hyps[voice])
     assert np.mean(list(scores.values())) < 0.25, scores
     assert max(scores.values()) <= 0.5, scores
     assert min(scores.values()) == 0.0, scores  # at least one clip transcribed exactly
-    assert transcribe(load_audio(clips[("rms", "a")], SR)[0], SR) == "my brother plays the piano every evening"
+    assert hyps["awb"] == "my brother plays the piano every evening"  # lowercase words, no punctuation
 
 
 def test_silence_gives_empty_transcript():
