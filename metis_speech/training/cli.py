@@ -66,6 +66,7 @@ def run(args: argparse.Namespace) -> int:
                     "loss": last.get("loss"),
                     "accuracy": last.get("accuracy"),
                     "frames_per_s": round(summary["frames_per_s"], 1),
+                    "peak_rss_mb": round(summary["peak_rss_mb"] or 0, 1),
                     "skipped": summary["skipped"],
                     "out": str(trainer.out),
                 }

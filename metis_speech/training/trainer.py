@@ -219,6 +219,15 @@ def _set_rng_state(st: dict, gen: torch.Generator) -> None:
         torch.cuda.set_rng_state_all(st["cuda"])
 
 
+def _peak_rss_mb() -> Optional[float]:
+    try:
+        import resource
+
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    except Exception:  # noqa: BLE001 - not on every platform
+        return None
+
+
 class _Logger:
     """JSONL log (always) + TensorBoard (when installed); main process only."""
 
@@ -534,7 +543,10 @@ class Trainer:
             "frames_per_s": frames_total / elapsed if elapsed > 0 else 0.0,
             "skipped": dict(self.dataset.skipped),
             "empty_batches": self.empty_batches,
+            "peak_rss_mb": _peak_rss_mb(),
         }
+        if torch.cuda.is_available():
+            summary["peak_cuda_mb"] = torch.cuda.max_memory_allocated() / 2**20
         if self.step >= c.max_steps:
             self.save_final()
         return summary
