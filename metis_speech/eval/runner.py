@@ -169,7 +169,7 @@ class _Scorer:
     def _intrusive(self, row: Dict[str, Any], prefix: str, est: np.ndarray, ref: np.ndarray, item: EvalItem, groups: List[str]) -> None:
         if abs(len(est) - len(ref)) > 0.05 * len(ref) + 0.05 * SR:
             self.warnings.append(
-                f"{item.id}: {prefix or 'generated '}audio is {len(est) / SR:.2f} s, reference {len(ref) / SR:.2f} s; "
+                f"{item.id}: {'input' if prefix else 'generated'} audio is {len(est) / SR:.2f} s, reference {len(ref) / SR:.2f} s; "
                 "intrusive metrics use the common length"
             )
         if "pesq" in groups and item.task in INTRUSIVE_TASKS["pesq"]:
@@ -213,7 +213,10 @@ class _Scorer:
             row.update(text=normalize_text(item.text, cfg.language), hypothesis=normalize_text(hyp, cfg.language))
         if "sim" in groups:
             target = item.prompt if item.prompt is not None else (None if cfg.score_references else item.reference)
-            if target is not None:
+            if target is not None and not np.any(gen):
+                row["sim"] = math.nan  # shown as a NaN count in the table, never silently dropped
+                self.warnings.append(f"{item.id}: generated audio is silent; SIM is NaN")
+            elif target is not None:
                 row["sim"] = float(np.dot(self.embed(gen), self.embed_file(target)))
         if "dnsmos" in groups:
             row.update({f"dnsmos_{k}": v for k, v in quality.dnsmos(gen, SR).items()})

@@ -119,3 +119,22 @@ def test_bad_input_in_a_subprocess(tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 2
     assert proc.stderr.strip().startswith("error: ") and len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_python_api_scores_a_silent_output_without_crashing(mini_set, tmp_path):
+    import numpy as np
+
+    from metis_speech.audio import save_audio
+    from metis_speech.eval import evaluate, format_table, load_items
+
+    gen = tmp_path / "gen"
+    shutil.copytree(mini_set["generated"], gen, ignore=shutil.ignore_patterns("eval", "se1.wav", "tse1.wav"))
+    save_audio(gen / "vc1.wav", np.zeros(16000, np.float32), 16000)  # a broken system's output
+    items = load_items(gen, mini_set["testset"], allow_missing=True)
+    assert [it.id for it in items] == ["tts1", "vc1"]
+    report = evaluate(items, metrics="wer,sim", progress=False)
+    rows = {r["id"]: r for r in report.rows}
+    assert rows["vc1"]["wer"] == 1.0 and rows["vc1"]["hypothesis"] == ""
+    assert np.isnan(rows["vc1"]["sim"]) and rows["tts1"]["sim"] > 0.75
+    table = format_table(report)
+    assert "(1 NaN)" in table and "vc1: generated audio is silent" in table
