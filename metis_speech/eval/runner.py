@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Dict, Iterable, List, Optional, Sequence
 
 import numpy as np
@@ -275,11 +275,7 @@ def evaluate(items: Sequence[EvalItem], config: Optional[EvalConfig] = None, pro
 
     ``overrides`` set :class:`EvalConfig` fields, e.g. ``evaluate(items, metrics="wer,sim")``.
     """
-    cfg = config or EvalConfig()
-    for k, v in overrides.items():
-        if not hasattr(cfg, k):
-            raise TypeError(f"unknown evaluation option {k!r}")
-        setattr(cfg, k, v)
+    cfg = replace(config or EvalConfig(), **overrides)  # TypeError on an unknown option
     cfg.metrics = resolve_metrics(cfg.metrics)
     if not items:
         raise EvalError("nothing to evaluate: no items")
