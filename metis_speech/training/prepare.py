@@ -1,0 +1,706 @@
+"""Data preparation: audio -> TokenDataset shards (``metis prepare``), resumably.
+
+Input (:func:`list_items`): a folder of audio files (searched recursively; the first
+sub-folder is the speaker, a ``.txt``/``.lab`` file beside the audio its transcript), a JSONL
+manifest (``audio`` + optional ``id``, ``text``, ``speaker``, ``language``, ``duration``;
+relative paths are relative to the manifest), or WebDataset-style tar shards in the Emilia
+layout (``<key>.mp3|wav|flac`` + ``<key>.json`` per utterance; a ``.tar`` file, a folder of
+them, or a glob).
+
+Tokenizers: a model source as :meth:`metis_speech.Metis.from_pretrained` takes it (bundle
+directory, official directory, ``"hub"``, ``"random:tiny"``). Per kept utterance the shard
+holds ``semantic`` (T,), ``acoustic`` (T, Q) unless ``acoustic=False``, ``phones`` (Np,)
+for TTS or with ``phones=True``, and the task's ``cond`` (T, C) / ``prompt_len`` (1,) (see
+:mod:`.task_data`). Ids are stored as int16 when they fit, ``cond`` as float16 by default.
+
+Output folder::
+
+    shard-00000.safetensors   TokenDataset shard (training/data.py), written atomically
+    shard-00000.json          per-item details (seconds, speaker, SNR, prompt, ...)
+    ledger.jsonl              one line per finished shard: the commit point of a shard
+    prepare.json              settings + input fingerprint (a rerun must match them)
+    summary.json              hours, utterances, speakers, skipped files and why
+
+The input is cut into fixed shards of ``shard_size`` items in input order. A shard counts
+as done only once its ledger line is written (after the shard and its .json); a rerun skips
+done shards, removes stale temp files and redoes everything else, so a killed run continues
+where it stopped and gives the same shards as an uninterrupted one. Every random choice is
+a function of (seed, utterance id). Bad items are skipped with a counted reason, never raised.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import glob as _glob
+import hashlib
+import io
+import json
+import os
+import tarfile
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import torch
+
+from ..errors import AudioError, MetisError
+from .task_data import TASKS, TaskRecipe, crop_prompt, degrade_se, item_rng, mix_tse, pair_items, perturb_timbre, room_bank
+
+__all__ = ["PrepareConfig", "Item", "list_items", "prepare", "read_ledger", "summarize", "format_summary"]
+
+AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
+SSL_SR = 16000
+SILENT_RMS = 10 ** (-60 / 20)  # -60 dBFS over the whole clip
+MAX_EXAMPLES = 20  # skipped files listed per reason in the summary
+
+
+@dataclass
+class PrepareConfig:
+    """Settings of one ``metis prepare`` run (the first block decides the content)."""
+
+    input: str
+    out: str
+    model: str = "hub"
+    task: str = "none"  # none | tts | vc | tse | se
+    acoustic: bool = True
+    phones: bool = False  # always on for task tts
+    language: str = "auto"  # when the item gives none
+    min_duration: float = 0.5
+    max_duration: float = 30.0
+    shard_size: int = 500
+    seed: int = 0
+    cond_dtype: str = "float16"
+    recipe: TaskRecipe = field(default_factory=TaskRecipe)
+    # --- how, not what
+    phone_vocab: Optional[str] = None
+    device: Optional[str] = None
+    dtype: Optional[str] = None
+    batch_size: int = 8  # utterances per SSL forward pass
+    progress: bool = True
+
+    def content(self) -> dict:
+        keys = ("task", "acoustic", "phones", "language", "min_duration", "max_duration", "shard_size", "seed", "cond_dtype")
+        d = {k: getattr(self, k) for k in keys}
+        d["model"] = str(self.model)
+        d["recipe"] = self.recipe.to_dict()
+        return d
+
+    @property
+    def wants_phones(self) -> bool:
+        return self.phones or self.task == "tts"
+
+
+@dataclass
+class Item:
+    """One input utterance. ``audio``: a file path or ``tar://<tar path>#<member>``."""
+
+    uid: str
+    audio: str
+    text: Optional[str] = None
+    speaker: Optional[str] = None
+    language: Optional[str] = None
+    duration: Optional[float] = None
+
+
+# ------------------------------------------------------------------------------ input
+def _safe_id(s: str) -> str:
+    return str(s).strip().replace("\\", "/").strip("/").replace("/", "__")
+
+
+def _read_sidecar_text(audio: Path) -> Optional[str]:
+    for ext in (".txt", ".lab", ".normalized.txt", ".original.txt"):
+        p = audio.with_suffix(ext)
+        if p.is_file():
+            t = p.read_text(errors="replace").strip()
+            return t or None
+    return None
+
+
+def _num(x) -> Optional[float]:
+    try:
+        v = float(x)
+        return v if np.isfinite(v) else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _str(x) -> Optional[str]:
+    return None if x is None or str(x).strip() == "" else str(x)
+
+
+def _tar_paths(src: str) -> List[Path]:
+    p = Path(src)
+    if p.is_file():
+        return [p]
+    if p.is_dir():
+        return sorted(p.glob("*.tar"))
+    return sorted(Path(x) for x in _glob.glob(src))
+
+
+def list_items(source: Union[str, os.PathLike]) -> Tuple[List[Item], List[Tuple[str, str, str]]]:
+    """Items of a folder / JSONL manifest / tar shards, and listing-time skips
+    ``(id, audio, reason)`` (unreadable manifest lines, duplicate ids, tar keys without audio)."""
+    src = str(source)
+    p = Path(src)
+    items: List[Item] = []
+    skips: List[Tuple[str, str, str]] = []
+    if p.is_file() and p.suffix in (".jsonl", ".json"):
+        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                audio = Path(str(row["audio"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                skips.append((f"line{n}", str(p), "bad manifest line"))
+                continue
+            if not audio.is_absolute():
+                audio = p.parent / audio
+            uid = _safe_id(row.get("id") or str(Path(str(row["audio"])).with_suffix("")))
+            items.append(Item(uid, str(audio), _str(row.get("text")), _str(row.get("speaker")),
+                              _str(row.get("language")), _num(row.get("duration"))))
+    elif p.is_dir() and not any(p.glob("*.tar")):
+        for f in sorted(x for x in p.rglob("*") if x.suffix.lower() in AUDIO_EXTS and x.is_file()):
+            rel = f.relative_to(p)
+            spk = rel.parts[0] if len(rel.parts) > 1 else None
+            items.append(Item(_safe_id(str(rel.with_suffix(""))), str(f), _read_sidecar_text(f), spk))
+    else:
+        tars = _tar_paths(src)
+        if not tars:
+            raise MetisError(f"{src}: not a folder of audio files, a .jsonl manifest or tar shards")
+        for t in tars:
+            try:
+                with tarfile.open(t) as tf:
+                    groups: Dict[str, dict] = collections.defaultdict(dict)
+                    for m in tf.getmembers():
+                        if not m.isfile():
+                            continue
+                        key, ext = os.path.splitext(m.name)
+                        if ext.lower() == ".json":
+                            groups[key]["json"] = m
+                        elif ext.lower() in AUDIO_EXTS:
+                            groups[key]["audio"] = m
+                    for key in sorted(groups):
+                        g = groups[key]
+                        meta = {}
+                        if "json" in g:
+                            try:
+                                meta = json.loads(tf.extractfile(g["json"]).read().decode("utf-8", "replace"))
+                            except (json.JSONDecodeError, AttributeError):
+                                meta = {}
+                        uid = _safe_id(meta.get("id") or key)
+                        if "audio" not in g:
+                            skips.append((uid, f"tar://{t}#{key}", "no audio in tar"))
+                            continue
+                        items.append(Item(uid, f"tar://{t}#{g['audio'].name}", _str(meta.get("text")),
+                                          _str(meta.get("speaker")), _str(meta.get("language")), _num(meta.get("duration"))))
+            except (tarfile.TarError, OSError) as e:
+                skips.append((t.name, str(t), f"unreadable tar ({type(e).__name__})"))
+    seen, unique = set(), []
+    for it in items:
+        if not it.uid:
+            skips.append((it.uid, it.audio, "empty id"))
+        elif it.uid in seen:
+            skips.append((it.uid, it.audio, "duplicate id"))
+        else:
+            seen.add(it.uid)
+            unique.append(it)
+    return unique, skips
+
+
+class _AudioReader:
+    """Reads files and tar members (one open tar kept) as mono float32 at the native rate."""
+
+    def __init__(self):
+        self._tar: Optional[Tuple[str, tarfile.TarFile]] = None
+
+    def close(self):
+        if self._tar is not None:
+            self._tar[1].close()
+            self._tar = None
+
+    def read(self, ref: str) -> Tuple[np.ndarray, int]:
+        from ..audio import load_audio, to_mono
+
+        if not ref.startswith("tar://"):
+            return load_audio(ref)
+        tpath, _, member = ref[len("tar://"):].rpartition("#")
+        if self._tar is None or self._tar[0] != tpath:
+            self.close()
+            self._tar = (tpath, tarfile.open(tpath))
+        try:
+            data = self._tar[1].extractfile(member).read()
+        except (KeyError, AttributeError, tarfile.TarError, OSError) as e:
+            raise AudioError(f"{ref}: cannot read from the tar ({type(e).__name__})") from None
+        import soundfile as sf
+
+        try:
+            wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
+            wav = to_mono(wav)
+        except Exception:  # noqa: BLE001 - let ffmpeg try (mp3 on old libsndfile, opus, ...)
+            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(member)[1])
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                wav, sr = load_audio(tmp)
+            finally:
+                os.unlink(tmp)
+        if wav.size == 0 or not np.all(np.isfinite(wav)):
+            raise AudioError(f"{ref}: empty or non-finite audio")
+        return wav, int(sr)
+
+
+# --------------------------------------------------------------------------- ledger
+def read_ledger(out: Union[str, Path]) -> Dict[int, dict]:
+    """Finished shards of an output folder: shard index -> ledger record (a cut last line is ignored)."""
+    path = Path(out) / "ledger.jsonl"
+    done: Dict[int, dict] = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                rec = json.loads(line)
+                done[int(rec["shard"])] = rec
+            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
+                continue
+    return done
+
+
+def _append_ledger(out: Path, rec: dict) -> None:
+    path = out / "ledger.jsonl"
+    # a line cut by a kill would glue onto the next record: start on a fresh line
+    lead = ""
+    if path.is_file() and path.stat().st_size > 0:
+        with open(path, "rb") as f:
+            f.seek(-1, os.SEEK_END)
+            lead = "" if f.read(1) == b"\n" else "\n"
+    with open(path, "a") as f:
+        f.write(lead + json.dumps(rec) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def _write_json_atomic(path: Path, obj) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(json.dumps(obj, indent=1))
+    os.replace(tmp, path)
+
+
+def shard_name(i: int) -> str:
+    return f"shard-{i:05d}"
+
+
+# ---------------------------------------------------------------------- processing
+class _Skip(Exception):
+    """An item that cannot be used; the message is the counted reason."""
+
+
+def _fit(x: torch.Tensor, T: int) -> torch.Tensor:
+    """Cut or repeat-pad the last row to exactly T rows."""
+    if x.shape[0] >= T:
+        return x[:T]
+    return torch.cat([x, x[-1:].expand(T - x.shape[0], *x.shape[1:])], dim=0)
+
+
+def _int_ids(x: torch.Tensor) -> torch.Tensor:
+    x = x.detach().cpu().long()
+    if x.numel() == 0 or (int(x.min()) >= -32768 and int(x.max()) <= 32767):
+        return x.to(torch.int16)
+    return x.to(torch.int32)
+
+
+class _Worker:
+    """Loads audio, builds the task's waveforms and tokenizes them with the Metis networks."""
+
+    def __init__(self, cfg: PrepareConfig, items: Dict[str, Item]):
+        from ..pipeline import Metis
+
+        self.cfg = cfg
+        self.items = items
+        self.metis = Metis.from_pretrained("tts", cfg.model, device=cfg.device, dtype=cfg.dtype,
+                                           phone_vocab=cfg.phone_vocab, lazy=True)
+        self.reader = _AudioReader()
+        self.ac_sr = self.metis.sample_rate if (cfg.acoustic or cfg.task == "se") else None
+        self.rooms = room_bank(cfg.seed, cfg.recipe) if cfg.task == "se" and cfg.recipe.reverb_prob > 0 else []
+        self.tok = self.metis._net("phones") if cfg.wants_phones else None
+        self.semantic_codec = self.metis._net("semantic_codec")
+        self.ssl = self.metis._net("ssl")
+
+    # ---- audio
+    def load(self, it: Item, what: str = "") -> Tuple[np.ndarray, Optional[np.ndarray], float]:
+        """(16 kHz wav, 24 kHz wav or None, seconds); raises _Skip with the reason."""
+        from ..audio import resample
+
+        pre = f"{what} " if what else ""
+        try:
+            wav, sr = self.reader.read(it.audio)
+        except AudioError:
+            raise _Skip(f"{pre}corrupt or unreadable audio") from None
+        except Exception:  # noqa: BLE001 - any decoder failure is a corrupt file
+            raise _Skip(f"{pre}corrupt or unreadable audio") from None
+        seconds = len(wav) / sr
+        if float(np.sqrt(np.mean(np.square(wav, dtype=np.float64)))) < SILENT_RMS:
+            raise _Skip(f"{pre}silent")
+        if not what:
+            if seconds < self.cfg.min_duration:
+                raise _Skip("too short")
+            if seconds > self.cfg.max_duration:
+                raise _Skip("too long")
+        w16 = resample(wav, sr, SSL_SR)
+        w24 = resample(wav, sr, self.ac_sr) if self.ac_sr else None
+        return w16, w24, seconds
+
+    # ---- per item: waveforms to featurize
+    def plan(self, it: Item) -> dict:
+        """Waveforms of one training item (raises _Skip)."""
+        cfg, rec = self.cfg, self.cfg.recipe
+        out: dict = {"item": it, "info": {}}
+        phones = None
+        if cfg.wants_phones:
+            if not it.text:
+                raise _Skip("missing transcript")
+            try:
+                phones = self.tok(it.text, it.language or cfg.language).ids
+            except Exception:  # noqa: BLE001 - TextError and backend failures alike
+                raise _Skip("no phones from transcript") from None
+            if not phones:
+                raise _Skip("no phones from transcript")
+        w16, w24, seconds = self.load(it)
+        out.update(w16=w16, w24=w24, seconds=seconds, phones=phones)
+        rng = item_rng(cfg.seed, it.uid, cfg.task)
+        if cfg.task == "se":
+            noisy24, info = degrade_se(w24, rng, rec, self.rooms)
+            from ..audio import resample
+
+            out["cond_wav"] = resample(noisy24, self.ac_sr, SSL_SR)
+            out["info"] = {k: info[k] for k in ("snr_db", "noise", "rt60")}
+        elif cfg.task in ("vc", "tse"):
+            partner = self.partners[it.uid]
+            p16, p24, _ = self.load(self.items[partner["prompt"]], "prompt")
+            start, n = crop_prompt(len(p16), SSL_SR, rng, rec.prompt_s)
+            if n < 2:
+                raise _Skip("prompt too short")
+            p16 = p16[start * 320 : (start + n) * 320]
+            if p24 is not None:
+                hop = self.ac_sr // 50
+                p24 = p24[start * hop : (start + n) * hop]
+            if cfg.task == "vc":
+                src, info = perturb_timbre(w16, SSL_SR, rng, rec)
+            else:
+                i16, _, _ = self.load(self.items[partner["interferer"]], "interferer")
+                src, info = mix_tse(w16, i16, rng, rec)
+                info = {"snr_db": info["snr_db"], "interferer": partner["interferer"]}
+            out["prompt16"], out["prompt24"] = p16, p24
+            out["cond_wav"] = np.concatenate([p16, src]).astype(np.float32)
+            out["info"] = dict(info, prompt=partner["prompt"], prompt_s=round(n * 0.02, 2))
+        return out
+
+    # ---- tokenization
+    @torch.no_grad()
+    def features(self, wavs: List[np.ndarray]) -> List[torch.Tensor]:
+        """SSL features (T, C) per waveform, in batches of cfg.batch_size."""
+        feats: List[torch.Tensor] = []
+        bs = max(1, self.cfg.batch_size)
+        for s in range(0, len(wavs), bs):
+            feats.extend(f.cpu() for f in self.metis.ssl_features(wavs[s : s + bs]))
+        return feats
+
+    @torch.no_grad()
+    def ids(self, feats: torch.Tensor) -> torch.Tensor:
+        codec = self.semantic_codec
+        p = next(codec.parameters())
+        ids, _ = codec.quantize(feats[None].to(p.device, p.dtype))
+        return ids[0].cpu()
+
+    def tokenize(self, plans: List[dict]) -> List[Tuple[dict, Optional[dict], Optional[str]]]:
+        """(plan, utterance dict or None, skip reason or None) per plan; a failing batch is
+        retried item by item so that one bad item does not take its neighbours with it."""
+        try:
+            return self._tokenize(plans)
+        except Exception:  # noqa: BLE001
+            if len(plans) == 1:
+                return [(plans[0], None, "tokenizer error")]
+            out = []
+            for p in plans:
+                out.extend(self.tokenize([p]))
+            return out
+
+    def _tokenize(self, plans: List[dict]):
+        cfg = self.cfg
+        wavs, slots = [], []
+        for p in plans:
+            s = {"clean": len(wavs)}
+            wavs.append(p["w16"])
+            if "prompt16" in p:
+                s["prompt"] = len(wavs)
+                wavs.append(p["prompt16"])
+            if "cond_wav" in p:
+                s["cond"] = len(wavs)
+                wavs.append(p["cond_wav"])
+            slots.append(s)
+        # sort by length so batches pad little; restore order afterwards
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
+        got = self.features([wavs[i] for i in order])
+        feats: List[Optional[torch.Tensor]] = [None] * len(wavs)
+        for k, i in enumerate(order):
+            feats[i] = got[k]
+        dt = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.cond_dtype]
+        results = []
+        for p, s in zip(plans, slots):
+            it: Item = p["item"]
+            sem = self.ids(feats[s["clean"]])
+            T = int(sem.shape[0])
+            u = {"id": it.uid}
+            ac = None
+            if cfg.acoustic:
+                ac = self.metis.acoustic_ids(p["w24"], T).cpu()
+            if "prompt" in s:
+                psem = self.ids(feats[s["prompt"]])
+                Tp = int(psem.shape[0])
+                c = feats[s["cond"]]
+                cond = torch.cat([_fit(c[:Tp], Tp), _fit(c[Tp:], T)]) if c.shape[0] > Tp else None
+                if cond is None:
+                    results.append((p, None, "condition shorter than the prompt"))
+                    continue
+                u["semantic"] = torch.cat([psem, sem])
+                u["prompt_len"] = torch.tensor([Tp], dtype=torch.int64)
+                u["cond"] = cond.to(dt)
+                if ac is not None:
+                    u["acoustic"] = torch.cat([self.metis.acoustic_ids(p["prompt24"], Tp).cpu(), ac])
+            else:
+                u["semantic"] = sem
+                if "cond" in s:
+                    u["cond"] = _fit(feats[s["cond"]], T).to(dt)
+                if ac is not None:
+                    u["acoustic"] = ac
+            if p.get("phones") is not None:
+                u["phones"] = torch.tensor(p["phones"], dtype=torch.long)
+            if not bool(torch.isfinite(u["cond"].float()).all()) if "cond" in u else False:
+                results.append((p, None, "non-finite condition"))
+                continue
+            results.append((p, u, None))
+        return results
+
+
+def _tensors(utts: Sequence[dict]) -> Dict[str, torch.Tensor]:
+    tensors = {}
+    for u in utts:
+        for k, v in u.items():
+            if k == "id":
+                continue
+            if k in ("semantic", "acoustic", "phones"):
+                v = _int_ids(v)
+            tensors[f"{u['id']}/{k}"] = v
+    return tensors
+
+
+# ------------------------------------------------------------------------------ run
+def _fingerprint(items: Sequence[Item]) -> str:
+    h = hashlib.sha256()
+    for it in items:
+        h.update(f"{it.uid}\x00{it.audio}\x00{it.text}\x00{it.speaker}\n".encode())
+    return h.hexdigest()[:16]
+
+
+def _check_settings(out: Path, settings: dict) -> None:
+    path = out / "prepare.json"
+    if path.is_file():
+        try:
+            old = json.loads(path.read_text())
+        except json.JSONDecodeError:
+            old = None
+        if old is not None and old != settings:
+            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
+            raise MetisError(f"{out} holds a preparation with other settings ({', '.join(diff)}); "
+                             "rerun with the same settings to resume, or choose another --out")
+    _write_json_atomic(path, settings)
+
+
+def _clean_temps(out: Path) -> int:
+    n = 0
+    for p in out.glob(".tmp-*"):
+        try:
+            p.unlink()
+            n += 1
+        except OSError:
+            pass
+    return n
+
+
+def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> dict:
+    """Run (or resume) a preparation; returns the summary (also saved as ``summary.json``).
+
+    ``stop_after``: stop after writing that many shards in this call (a simulated kill;
+    the summary then has ``complete: false``).
+    """
+    if cfg.task not in TASKS:
+        raise MetisError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
+    if cfg.shard_size < 1:
+        raise MetisError("shard_size must be at least 1")
+    if not (0 <= cfg.min_duration < cfg.max_duration):
+        raise MetisError("need 0 <= min_duration < max_duration")
+    t0 = time.perf_counter()
+    out = Path(cfg.out)
+    out.mkdir(parents=True, exist_ok=True)
+    items, list_skips = list_items(cfg.input)
+    if not items and not list_skips:
+        raise MetisError(f"{cfg.input}: no audio found")
+    settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=_fingerprint(items))
+    _check_settings(out, settings)
+    _clean_temps(out)
+    done = read_ledger(out)
+    n_shards = max(1, -(-len(items) // cfg.shard_size))
+    by_id = {it.uid: it for it in items}
+    # duration known from the manifest: filter before pairing, so nobody is paired with a
+    # file that will be dropped anyway
+    pre_skip: Dict[str, str] = {}
+    for it in items:
+        if it.duration is not None and it.duration < cfg.min_duration:
+            pre_skip[it.uid] = "too short"
+        elif it.duration is not None and it.duration > cfg.max_duration:
+            pre_skip[it.uid] = "too long"
+    usable = [it for it in items if it.uid not in pre_skip]
+    partners, pair_skip = pair_items([it.uid for it in usable], [it.speaker for it in usable], cfg.task, cfg.seed)
+    pre_skip.update(pair_skip)
+
+    todo = [i for i in range(n_shards) if not (i in done and (done[i]["file"] is None or (out / done[i]["file"]).is_file()))]
+    run_seconds = 0.0
+    written = 0
+    if todo and items:
+        worker = _Worker(cfg, by_id)
+        worker.partners = partners
+        bar = None
+        if cfg.progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=sum(len(items[i * cfg.shard_size : (i + 1) * cfg.shard_size]) for i in todo),
+                       desc=f"prepare {cfg.task}", unit="utt", dynamic_ncols=True)
+        try:
+            for si in todo:
+                if stop_after is not None and written >= stop_after:
+                    break
+                chunk = items[si * cfg.shard_size : (si + 1) * cfg.shard_size]
+                rec = _run_shard(worker, cfg, out, si, chunk, pre_skip, bar)
+                if si == 0:  # listing-time skips are counted once, with the first shard
+                    for uid, audio, reason in list_skips:
+                        rec["skipped"][reason] = rec["skipped"].get(reason, 0) + 1
+                        rec["skipped_items"].append([uid, audio, reason])
+                _append_ledger(out, rec)
+                run_seconds += rec["seconds"]
+                written += 1
+        finally:
+            worker.reader.close()
+            if bar is not None:
+                bar.close()
+    wall = time.perf_counter() - t0
+    summary = summarize(out, n_shards)
+    summary.update(
+        task=cfg.task, model=str(cfg.model), input=str(cfg.input),
+        this_run={"shards": written, "seconds_of_audio": round(run_seconds, 2), "wall_s": round(wall, 2),
+                  "audio_s_per_s": round(run_seconds / wall, 3) if wall > 0 else None},
+    )
+    _write_json_atomic(out / "summary.json", summary)
+    if log is not None:
+        log(format_summary(summary))
+    return summary
+
+
+def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: Sequence[Item],
+               pre_skip: Dict[str, str], bar) -> dict:
+    skipped: collections.Counter = collections.Counter()
+    skipped_items: List[list] = []
+    plans: List[dict] = []
+
+    def skip(it: Item, reason: str):
+        skipped[reason] += 1
+        skipped_items.append([it.uid, it.audio, reason])
+
+    for it in chunk:
+        try:
+            if it.uid in pre_skip:
+                raise _Skip(pre_skip[it.uid])
+            plans.append(worker.plan(it))
+        except _Skip as e:
+            skip(it, str(e))
+            if bar is not None:
+                bar.update(1)
+        except Exception as e:  # noqa: BLE001 - never crash mid-run on one item
+            skip(it, f"error ({type(e).__name__})")
+            if bar is not None:
+                bar.update(1)
+    utts, metas = [], []
+    for s in range(0, len(plans), max(1, cfg.batch_size * 4)):
+        group = plans[s : s + max(1, cfg.batch_size * 4)]
+        for p, u, reason in worker.tokenize(group):
+            it = p["item"]
+            if u is None:
+                skip(it, reason)
+            else:
+                utts.append(u)
+                m = {"id": it.uid, "audio": it.audio, "speaker": it.speaker, "seconds": round(p["seconds"], 3),
+                     "frames": int(u["semantic"].shape[0])}
+                if "prompt_len" in u:
+                    m["prompt_len"] = int(u["prompt_len"][0])
+                m.update({k: v for k, v in p["info"].items()})
+                metas.append(m)
+            if bar is not None:
+                bar.update(1)
+    name = shard_name(si)
+    file = None
+    if utts:
+        from ..checkpoint import save_weights
+        from .data import SHARD_FORMAT
+
+        save_weights(_tensors(utts), out / f"{name}.safetensors", metadata=SHARD_FORMAT)
+        file = f"{name}.safetensors"
+    _write_json_atomic(out / f"{name}.json", {"shard": si, "items": metas})
+    return {
+        "shard": si, "file": file, "n_items": len(chunk), "kept": len(utts),
+        "seconds": round(sum(m["seconds"] for m in metas), 3), "frames": sum(m["frames"] for m in metas),
+        "speakers": sorted({m["speaker"] for m in metas if m["speaker"]}),
+        "skipped": dict(skipped), "skipped_items": skipped_items,
+    }
+
+
+def summarize(out: Union[str, Path], n_shards: Optional[int] = None) -> dict:
+    """The summary of an output folder, from its ledger."""
+    done = read_ledger(out)
+    skipped: collections.Counter = collections.Counter()
+    examples: Dict[str, list] = collections.defaultdict(list)
+    speakers = set()
+    seconds = frames = kept = n_items = 0
+    for rec in done.values():
+        seconds += rec["seconds"]
+        frames += rec["frames"]
+        kept += rec["kept"]
+        n_items += rec["n_items"]
+        speakers.update(rec["speakers"])
+        skipped.update(rec["skipped"])
+        for uid, audio, reason in rec["skipped_items"]:
+            if len(examples[reason]) < MAX_EXAMPLES:
+                examples[reason].append(audio)
+    return {
+        "complete": n_shards is not None and len(done) >= n_shards,
+        "shards_done": len(done), "shards_total": n_shards,
+        "utterances": kept, "inputs_seen": n_items, "hours": round(seconds / 3600, 4), "seconds": round(seconds, 2),
+        "frames": frames, "speakers": len(speakers),
+        "skipped": dict(sorted(skipped.items())), "skipped_total": sum(skipped.values()),
+        "skipped_examples": dict(examples),
+    }
+
+
+def format_summary(s: dict) -> str:
+    lines = [
+        f"prepared {s['utterances']} utterances, {s['hours']:.3f} h ({s['seconds']:.1f} s), {s['speakers']} speakers, "
+        f"{s['shards_done']}/{s['shards_total']} shards" + ("" if s["complete"] else " (incomplete: rerun to resume)"),
+    ]
+    r = s.get("this_run")
+    if r and r["shards"]:
+        lines.append(f"this run: {r['shards']} shards, {r['seconds_of_audio']:.1f} s of audio in {r['wall_s']:.1f} s "
+                     f"({r['audio_s_per_s']} s of audio per second)")
+    if s["skipped"]:
+        lines.append(f"skipped {s['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in s["skipped"].items()))
+    return "\n".join(lines)
