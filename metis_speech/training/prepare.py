@@ -656,6 +656,8 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
 
         save_weights(_tensors(utts), out / f"{name}.safetensors", metadata=SHARD_FORMAT)
         file = f"{name}.safetensors"
+    elif (out / f"{name}.safetensors").exists():  # left by an earlier, killed attempt
+        (out / f"{name}.safetensors").unlink()
     _write_json_atomic(out / f"{name}.json", {"shard": si, "items": metas})
     return {
         "shard": si, "file": file, "n_items": len(chunk), "kept": len(utts),
