@@ -167,7 +167,10 @@ def main() -> None:
         for guidance in ("none", "two-pass", "batched"):
             specs.append({"component": "s2a_full", "dtype": dtype, "guidance": guidance})
     rows = []
-    print(f"\n== one forward over {args.tokens} tokens, batch 1, {args.device}, torch threads = {os.cpu_count()} cores")
+    import torch
+
+    print(f"\n== one forward over {args.tokens} tokens, batch 1, {args.device}, "
+          f"torch threads {torch.get_num_threads()} of {os.cpu_count()} cores")
     print(f"{'network':12s} {'dtype':5s} {'guidance':9s} {'seconds':>8s} {'RSS model MB':>13s} {'RSS peak MB':>12s}")
     for spec in specs:
         spec.update(device=args.device, tokens=args.tokens, repeat=args.repeat)
