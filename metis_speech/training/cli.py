@@ -31,7 +31,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "train",
-        help="train or fine-tune stage 1 / S2A from a recipe (single CPU/GPU or accelerate launch)",
+        help="train stage 1 / S2A / the codecs / the L2S visual encoder from a recipe (single CPU/GPU or accelerate launch)",
         description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -41,7 +41,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 def run(args: argparse.Namespace) -> int:
     from ..config import ConfigError
     from ..errors import MetisError
-    from .trainer import Trainer, load_train_config
+    from .trainer import load_train_config, make_trainer
 
     try:
         cfg = load_train_config(args.config)
@@ -55,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         cfg.data.path, cfg.data.synthetic = args.data, None
     if args.no_progress:
         cfg.train.progress = False
-    trainer = Trainer(cfg, resume=args.resume)
+    trainer = make_trainer(cfg, resume=args.resume)
     summary = trainer.train(until=args.until)
     if trainer.is_main:
         last = summary.get("last") or {}

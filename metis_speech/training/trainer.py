@@ -56,6 +56,8 @@ __all__ = [
     "load_train_config",
     "Trainer",
     "lr_lambda",
+    "LOOP_TRAINERS",
+    "make_trainer",
 ]
 
 
@@ -297,6 +299,26 @@ def plot_loss(out: Union[str, Path]) -> Optional[Path]:
 
 
 # ------------------------------------------------------------------ trainer
+# model.component -> trainer of networks not trained through objectives.py (same run layout)
+LOOP_TRAINERS = {
+    "semantic_codec": "metis_speech.training.codec_train:SemanticCodecTrainer",
+    "acoustic_codec": "metis_speech.training.codec_train:AcousticCodecTrainer",
+    "visual_encoder": "metis_speech.training.visual_train:VisualEncoderTrainer",
+}
+
+
+def make_trainer(cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
+    """The trainer for ``cfg.model.component``: :class:`Trainer` (stage 1, S2A) or a loop
+    trainer of :data:`LOOP_TRAINERS` (codecs, visual encoder); all share ``train(until)``."""
+    target = LOOP_TRAINERS.get(cfg.model.component)
+    if target is None:
+        return Trainer(cfg, out=out, resume=resume)
+    import importlib
+
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)(cfg, out=out, resume=resume)
+
+
 class Trainer:
     """Builds model, objective, data and optimiser from a TrainConfig and runs the loop."""
 
