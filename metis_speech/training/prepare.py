@@ -31,7 +31,6 @@ a function of (seed, utterance id). Bad items are skipped with a counted reason,
 from __future__ import annotations
 
 import collections
-import dataclasses
 import glob as _glob
 import hashlib
 import io
@@ -71,7 +70,7 @@ class PrepareConfig:
     language: str = "auto"  # when the item gives none
     min_duration: float = 0.5
     max_duration: float = 30.0
-    shard_size: int = 500
+    shard_size: Optional[int] = None  # input utterances per shard; None: 500, or 100 with a frame condition
     seed: int = 0
     cond_dtype: str = "float16"
     recipe: TaskRecipe = field(default_factory=TaskRecipe)
@@ -85,9 +84,16 @@ class PrepareConfig:
     def content(self) -> dict:
         keys = ("task", "acoustic", "phones", "language", "min_duration", "max_duration", "shard_size", "seed", "cond_dtype")
         d = {k: getattr(self, k) for k in keys}
+        d["shard_size"] = self.shard_items
         d["model"] = str(self.model)
         d["recipe"] = self.recipe.to_dict()
         return d
+
+    @property
+    def shard_items(self) -> int:
+        if self.shard_size is not None:
+            return int(self.shard_size)
+        return 100 if self.task in ("vc", "tse", "se") else 500
 
     @property
     def wants_phones(self) -> bool:
@@ -315,15 +321,18 @@ def _int_ids(x: torch.Tensor) -> torch.Tensor:
 class _Worker:
     """Loads audio, builds the task's waveforms and tokenizes them with the Metis networks."""
 
-    def __init__(self, cfg: PrepareConfig, items: Dict[str, Item]):
+    def __init__(self, cfg: PrepareConfig, items: Dict[str, Item], partners: Dict[str, dict]):
+        from ..corpus.config import SAMPLE_RATE
         from ..pipeline import Metis
 
         self.cfg = cfg
         self.items = items
+        self.partners = partners
+        self.se_sr = SAMPLE_RATE  # the corpus noise generators and rooms work at this rate
         self.metis = Metis.from_pretrained("tts", cfg.model, device=cfg.device, dtype=cfg.dtype,
                                            phone_vocab=cfg.phone_vocab, lazy=True)
         self.reader = _AudioReader()
-        self.ac_sr = self.metis.sample_rate if (cfg.acoustic or cfg.task == "se") else None
+        self.ac_sr = self.metis.sample_rate if cfg.acoustic else None
         self.rooms = room_bank(cfg.seed, cfg.recipe) if cfg.task == "se" and cfg.recipe.reverb_prob > 0 else []
         self.tok = self.metis._net("phones") if cfg.wants_phones else None
         self.semantic_codec = self.metis._net("semantic_codec")
@@ -331,7 +340,8 @@ class _Worker:
 
     # ---- audio
     def load(self, it: Item, what: str = "") -> Tuple[np.ndarray, Optional[np.ndarray], float]:
-        """(16 kHz wav, 24 kHz wav or None, seconds); raises _Skip with the reason."""
+        """(16 kHz wav, acoustic-codec-rate wav or None, seconds); raises _Skip with the reason.
+        The native-rate waveform is kept in ``self.last`` for the SE degradation."""
         from ..audio import resample
 
         pre = f"{what} " if what else ""
@@ -349,6 +359,7 @@ class _Worker:
                 raise _Skip("too short")
             if seconds > self.cfg.max_duration:
                 raise _Skip("too long")
+        self.last = (wav, sr)
         w16 = resample(wav, sr, SSL_SR)
         w24 = resample(wav, sr, self.ac_sr) if self.ac_sr else None
         return w16, w24, seconds
@@ -372,10 +383,11 @@ class _Worker:
         out.update(w16=w16, w24=w24, seconds=seconds, phones=phones)
         rng = item_rng(cfg.seed, it.uid, cfg.task)
         if cfg.task == "se":
-            noisy24, info = degrade_se(w24, rng, rec, self.rooms)
             from ..audio import resample
 
-            out["cond_wav"] = resample(noisy24, self.ac_sr, SSL_SR)
+            wav, sr = self.last
+            noisy, info = degrade_se(resample(wav, sr, self.se_sr), rng, rec, self.rooms)
+            out["cond_wav"] = resample(noisy, self.se_sr, SSL_SR)
             out["info"] = {k: info[k] for k in ("snr_db", "noise", "rt60")}
         elif cfg.task in ("vc", "tse"):
             partner = self.partners[it.uid]
@@ -538,7 +550,7 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     """
     if cfg.task not in TASKS:
         raise MetisError(f"unknown task {cfg.task!r}; choose one of {', '.join(TASKS)}")
-    if cfg.shard_size < 1:
+    if cfg.shard_items < 1:
         raise MetisError("shard_size must be at least 1")
     if not (0 <= cfg.min_duration < cfg.max_duration):
         raise MetisError("need 0 <= min_duration < max_duration")
@@ -552,7 +564,8 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     _check_settings(out, settings)
     _clean_temps(out)
     done = read_ledger(out)
-    n_shards = max(1, -(-len(items) // cfg.shard_size))
+    size = cfg.shard_items
+    n_shards = max(1, -(-len(items) // size))
     by_id = {it.uid: it for it in items}
     # duration known from the manifest: filter before pairing, so nobody is paired with a
     # file that will be dropped anyway
@@ -570,19 +583,18 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     run_seconds = 0.0
     written = 0
     if todo and items:
-        worker = _Worker(cfg, by_id)
-        worker.partners = partners
+        worker = _Worker(cfg, by_id, partners)
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
 
-            bar = tqdm(total=sum(len(items[i * cfg.shard_size : (i + 1) * cfg.shard_size]) for i in todo),
+            bar = tqdm(total=sum(len(items[i * size : (i + 1) * size]) for i in todo),
                        desc=f"prepare {cfg.task}", unit="utt", dynamic_ncols=True)
         try:
             for si in todo:
                 if stop_after is not None and written >= stop_after:
                     break
-                chunk = items[si * cfg.shard_size : (si + 1) * cfg.shard_size]
+                chunk = items[si * size : (si + 1) * size]
                 rec = _run_shard(worker, cfg, out, si, chunk, pre_skip, bar)
                 if si == 0:  # listing-time skips are counted once, with the first shard
                     for uid, audio, reason in list_skips:
@@ -612,29 +624,29 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
                pre_skip: Dict[str, str], bar) -> dict:
     skipped: collections.Counter = collections.Counter()
     skipped_items: List[list] = []
-    plans: List[dict] = []
 
     def skip(it: Item, reason: str):
         skipped[reason] += 1
         skipped_items.append([it.uid, it.audio, reason])
 
-    for it in chunk:
-        try:
-            if it.uid in pre_skip:
-                raise _Skip(pre_skip[it.uid])
-            plans.append(worker.plan(it))
-        except _Skip as e:
-            skip(it, str(e))
-            if bar is not None:
-                bar.update(1)
-        except Exception as e:  # noqa: BLE001 - never crash mid-run on one item
-            skip(it, f"error ({type(e).__name__})")
-            if bar is not None:
-                bar.update(1)
     utts, metas = [], []
-    for s in range(0, len(plans), max(1, cfg.batch_size * 4)):
-        group = plans[s : s + max(1, cfg.batch_size * 4)]
-        for p, u, reason in worker.tokenize(group):
+    group = max(1, cfg.batch_size * 4)  # waveforms of one group only are held in memory
+    for g in range(0, len(chunk), group):
+        plans: List[dict] = []
+        for it in chunk[g : g + group]:
+            try:
+                if it.uid in pre_skip:
+                    raise _Skip(pre_skip[it.uid])
+                plans.append(worker.plan(it))
+            except _Skip as e:
+                skip(it, str(e))
+                if bar is not None:
+                    bar.update(1)
+            except Exception as e:  # noqa: BLE001 - never crash mid-run on one item
+                skip(it, f"error ({type(e).__name__})")
+                if bar is not None:
+                    bar.update(1)
+        for p, u, reason in worker.tokenize(plans) if plans else []:
             it = p["item"]
             if u is None:
                 skip(it, reason)
@@ -644,7 +656,7 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
                      "frames": int(u["semantic"].shape[0])}
                 if "prompt_len" in u:
                     m["prompt_len"] = int(u["prompt_len"][0])
-                m.update({k: v for k, v in p["info"].items()})
+                m.update(p["info"])
                 metas.append(m)
             if bar is not None:
                 bar.update(1)
@@ -705,4 +717,6 @@ def format_summary(s: dict) -> str:
                      f"({r['audio_s_per_s']} s of audio per second)")
     if s["skipped"]:
         lines.append(f"skipped {s['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in s["skipped"].items()))
+        for reason, paths in s.get("skipped_examples", {}).items():
+            lines.append(f"  {reason}: {paths[0]}" + (f" (+{s['skipped'][reason] - 1} more)" if s["skipped"][reason] > 1 else ""))
     return "\n".join(lines)

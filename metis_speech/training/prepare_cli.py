@@ -43,7 +43,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--language", default="auto", help="transcript language when the item gives none (default auto)")
     p.add_argument("--min-duration", type=float, default=0.5, help="seconds; shorter files are skipped (default 0.5)")
     p.add_argument("--max-duration", type=float, default=30.0, help="seconds; longer files are skipped (default 30)")
-    p.add_argument("--shard-size", type=int, default=500, help="input utterances per shard (default 500)")
+    p.add_argument("--shard-size", type=int, default=None,
+                   help="input utterances per shard (default 500; 100 for vc/tse/se, whose frame conditions are large)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--cond-dtype", default="float16", choices=["float16", "float32", "bfloat16"], help="storage type of cond")
     p.add_argument("--batch-size", type=int, default=8, help="utterances per SSL forward pass (default 8)")
