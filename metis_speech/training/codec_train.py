@@ -16,7 +16,9 @@ optimiser, ``objective.disc_*`` the discriminator's.
 
 Semantic codec data: ``data.synthetic`` (clustered random features, see
 :func:`synthetic_features`) or ``data.path``: a directory of ``*.safetensors`` files whose
-2-D float tensors named ``<id>/ssl`` are normalised SSL features (T, H) at 50 Hz.
+2-D float tensors named ``<id>/ssl`` are normalised SSL features (T, H) at 50 Hz
+(:func:`write_feature_shard`), or audio (a directory of audio files without shards, or a
+JSONL manifest) whose features the preset's ``ssl`` front end computes once at start-up.
 Acoustic codec data: ``data.synthetic`` (harmonic tones, :func:`synthetic_audio`) or
 ``data.path``: a directory of audio files (wav/flac/mp3/ogg, any rate, resampled to 24 kHz)
 or a JSONL manifest with an ``audio`` field; random segments of ``objective.segment_frames``
@@ -63,6 +65,7 @@ __all__ = [
     "synthetic_features",
     "synthetic_audio",
     "codebook_stats",
+    "write_feature_shard",
 ]
 
 AUDIO_EXTENSIONS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
@@ -113,6 +116,50 @@ def synthetic_audio(n: int = 16, seconds: float = 1.0, sample_rate: int = 24000,
         x = x * env + 0.01 * torch.randn(s, generator=g, dtype=torch.float64)
         out.append((0.5 * x / x.abs().max()).float())
     return out
+
+
+def _read_audio_files(path: Path, sample_rate: int, skip) -> List[torch.Tensor]:
+    """Mono waveforms (S,) at ``sample_rate`` from a directory of audio files or a JSONL
+    manifest with an ``audio`` field; unreadable files are counted with ``skip(reason)``."""
+    from ..audio import load_audio
+    from ..errors import AudioError
+
+    if path.is_file() and path.suffix == ".jsonl":
+        files = []
+        for line in path.read_text().splitlines():
+            if line.strip():
+                p = Path(json.loads(line)["audio"])
+                files.append(p if p.is_absolute() else path.parent / p)
+    elif path.is_dir():
+        files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
+    else:
+        raise MetisError(f"{path}: expected a directory of audio files or a .jsonl manifest")
+    out = []
+    for f in files:
+        try:
+            wav, _ = load_audio(f, sample_rate)
+        except AudioError:
+            skip("unreadable audio")
+            continue
+        out.append(torch.from_numpy(np.ascontiguousarray(wav)))
+    return out
+
+
+def write_feature_shard(path: Union[str, Path], items) -> Path:
+    """Write (id, features (T, H)) pairs as ``<id>/ssl`` tensors to one shard, atomically."""
+    from ..checkpoint import save_weights
+
+    tensors = {}
+    for uid, feats in items:
+        if "/" in uid:
+            raise ValueError(f"utterance id {uid!r} must not contain '/'")
+        tensors[f"{uid}/ssl"] = torch.as_tensor(feats).float().contiguous()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".tmp-{path.name}")
+    save_weights(tensors, tmp, metadata={"format": "metis-features", "version": "1"})
+    tmp.replace(path)
+    return path
 
 
 # ------------------------------------------------------------------ the loop
@@ -381,7 +428,11 @@ class SemanticCodecTrainer(LoopTrainer):
             syn.setdefault("dim", h)
             feats = synthetic_features(**syn)
         else:
-            feats = self._read_feature_shards(Path(d.path), h)
+            path = Path(d.path)
+            if path.suffix == ".jsonl" or (path.is_dir() and not any(path.glob("*.safetensors"))):
+                feats = self._features_from_audio(path)
+            else:
+                feats = self._read_feature_shards(path, h)
         lo, hi = d.min_utt_frames, d.max_utt_frames
         items = []
         for x in feats:
@@ -396,6 +447,27 @@ class SemanticCodecTrainer(LoopTrainer):
         if not items:
             raise MetisError(f"no usable feature sequences (skipped: {self.skipped})")
         return items, [int(x.shape[0]) for x in items]
+
+    def _features_from_audio(self, path: Path) -> List[torch.Tensor]:
+        """SSL features computed once at start-up with the preset's ``ssl`` front end
+        (``objective.ssl_batch`` clips per forward); unreadable/too-short clips are skipped."""
+        from ..errors import AudioError
+        from ..models.ssl import SSLFeatureExtractor
+
+        ssl = SSLFeatureExtractor.from_config(self.preset_config("ssl")).to(self.accelerator.device)
+        if ssl.hidden_size != self.model_cfg.hidden_size:
+            raise MetisError(f"SSL features have {ssl.hidden_size} dims, the semantic codec expects {self.model_cfg.hidden_size}")
+        wavs = _read_audio_files(path, ssl.sample_rate, self.skip)
+        out = []
+        with torch.no_grad():
+            for w in wavs:
+                try:
+                    f = ssl([w.numpy()], ssl.sample_rate)
+                except AudioError:
+                    self.skip("too short for the SSL front end")
+                    continue
+                out.append(f.features[0][f.mask[0]].float().cpu())
+        return out
 
     def _read_feature_shards(self, path: Path, dim: int) -> List[torch.Tensor]:
         from safetensors.torch import load_file
@@ -561,28 +633,7 @@ class AcousticCodecTrainer(LoopTrainer):
         return items, [frames] * len(items)  # every item yields one fixed-length segment
 
     def _read_audio(self, path: Path) -> List[torch.Tensor]:
-        from ..audio import load_audio
-        from ..errors import AudioError
-
-        if path.is_file() and path.suffix == ".jsonl":
-            files = []
-            for line in path.read_text().splitlines():
-                if line.strip():
-                    p = Path(json.loads(line)["audio"])
-                    files.append(p if p.is_absolute() else path.parent / p)
-        elif path.is_dir():
-            files = sorted(p for p in path.rglob("*") if p.suffix.lower() in AUDIO_EXTENSIONS)
-        else:
-            raise MetisError(f"{path}: expected a directory of audio files or a .jsonl manifest")
-        out = []
-        for f in files:
-            try:
-                wav, _ = load_audio(f, self.sample_rate)
-            except AudioError:
-                self.skip("unreadable audio")
-                continue
-            out.append(torch.from_numpy(np.ascontiguousarray(wav)))
-        return out
+        return _read_audio_files(path, self.sample_rate, self.skip)
 
     def collate(self, items: list) -> dict:
         """Random ``segment`` samples from each item (zero-padded when shorter), drawn from the

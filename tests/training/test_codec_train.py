@@ -220,3 +220,25 @@ def test_metis_train_cli_acoustic_codec_tiny(tmp_path, capsys):
     line = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert line["step"] == 2 and line["loss"] > 0
     assert (out / "final" / "encoder" / "config.json").is_file()
+
+
+def test_semantic_codec_data_from_feature_shards_and_from_audio(tmp_path):
+    import soundfile as sf
+
+    from metis_speech.training.codec_train import synthetic_features, write_feature_shard
+
+    feats = synthetic_features(n=6, dim=128, min_frames=16, max_frames=24)
+    write_feature_shard(tmp_path / "feats" / "a.safetensors", [(f"u{i}", x) for i, x in enumerate(feats)] + [("bad", torch.zeros(20, 7))])
+    tr = make_trainer(semantic_config(tmp_path / "s1", 2, data={"path": str(tmp_path / "feats"), "synthetic": None, "max_frames": 100}))
+    assert len(tr.items) == 6 and tr.skipped == {"features not (T, 128)": 1}
+    tr.train()
+    wavs = tmp_path / "wavs"
+    wavs.mkdir()
+    for i, w in enumerate(synthetic_audio(4, 0.6, sample_rate=16000, seed=2)):
+        sf.write(str(wavs / f"{i}.wav"), w.numpy(), 16000)
+    (wavs / "broken.wav").write_bytes(b"RIFF....")
+    tr = make_trainer(semantic_config(tmp_path / "s2", 2, data={"path": str(wavs), "synthetic": None, "max_frames": 100}))
+    assert len(tr.items) == 4 and tr.skipped == {"unreadable audio": 1}
+    assert all(x.shape[1] == 128 and 28 <= x.shape[0] <= 31 for x in tr.items)  # 0.6 s at 50 Hz
+    tr.train()
+    assert (tmp_path / "s2" / "final" / "model.safetensors").is_file()
