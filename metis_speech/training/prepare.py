@@ -365,20 +365,26 @@ class _Worker:
         return w16, w24, seconds
 
     # ---- per item: waveforms to featurize
+    def phones(self, it: Item, what: str = "") -> List[int]:
+        pre = f"{what} " if what else ""
+        if not it.text:
+            raise _Skip(f"{pre}missing transcript")
+        try:
+            ids = self.tok(it.text, it.language or self.cfg.language).ids
+        except Exception:  # noqa: BLE001 - TextError and backend failures alike
+            raise _Skip(f"{pre}no phones from transcript") from None
+        if not ids:
+            raise _Skip(f"{pre}no phones from transcript")
+        return list(ids)
+
     def plan(self, it: Item) -> dict:
-        """Waveforms of one training item (raises _Skip)."""
+        """Waveforms of one training item (raises _Skip).
+
+        VC/TSE with phones (omni, text-guided TSE): the prompt utterance is used whole, and
+        the phones are [prompt transcript ; target transcript], as TTS inference builds them."""
         cfg, rec = self.cfg, self.cfg.recipe
         out: dict = {"item": it, "info": {}}
-        phones = None
-        if cfg.wants_phones:
-            if not it.text:
-                raise _Skip("missing transcript")
-            try:
-                phones = self.tok(it.text, it.language or cfg.language).ids
-            except Exception:  # noqa: BLE001 - TextError and backend failures alike
-                raise _Skip("no phones from transcript") from None
-            if not phones:
-                raise _Skip("no phones from transcript")
+        phones = self.phones(it) if cfg.wants_phones else None
         w16, w24, seconds = self.load(it)
         out.update(w16=w16, w24=w24, seconds=seconds, phones=phones)
         rng = item_rng(cfg.seed, it.uid, cfg.task)
@@ -391,8 +397,15 @@ class _Worker:
             out["info"] = {k: info[k] for k in ("snr_db", "noise", "rt60")}
         elif cfg.task in ("vc", "tse"):
             partner = self.partners[it.uid]
-            p16, p24, _ = self.load(self.items[partner["prompt"]], "prompt")
-            start, n = crop_prompt(len(p16), SSL_SR, rng, rec.prompt_s)
+            prompt_item = self.items[partner["prompt"]]
+            if phones is not None:
+                phones = self.phones(prompt_item, "prompt") + phones
+                out["phones"] = phones
+            p16, p24, _ = self.load(prompt_item, "prompt")
+            if phones is not None:
+                start, n = 0, len(p16) // 320
+            else:
+                start, n = crop_prompt(len(p16), SSL_SR, rng, rec.prompt_s)
             if n < 2:
                 raise _Skip("prompt too short")
             p16 = p16[start * 320 : (start + n) * 320]
@@ -432,9 +445,9 @@ class _Worker:
         retried item by item so that one bad item does not take its neighbours with it."""
         try:
             return self._tokenize(plans)
-        except Exception:  # noqa: BLE001
+        except Exception as e:  # noqa: BLE001
             if len(plans) == 1:
-                return [(plans[0], None, "tokenizer error")]
+                return [(plans[0], None, f"tokenizer error ({type(e).__name__})")]
             out = []
             for p in plans:
                 out.extend(self.tokenize([p]))
@@ -490,7 +503,7 @@ class _Worker:
                     u["acoustic"] = ac
             if p.get("phones") is not None:
                 u["phones"] = torch.tensor(p["phones"], dtype=torch.long)
-            if not bool(torch.isfinite(u["cond"].float()).all()) if "cond" in u else False:
+            if "cond" in u and not bool(torch.isfinite(u["cond"].float()).all()):
                 results.append((p, None, "non-finite condition"))
                 continue
             results.append((p, u, None))

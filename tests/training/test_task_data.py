@@ -122,26 +122,29 @@ EXPECTED_SKIPS = {
     "tse": {"speaker has one utterance": 1},
     "se": {},
     "tts": {"missing transcript": 1},
+    "tse+phones": {"speaker has one utterance": 1},
 }
 
 
 @needs_espeak
-@pytest.mark.parametrize("task", ["vc", "tse", "se", "tts"])
-def test_task_shards_train(task, task_clips, tiny_bundle, tmp_path, make_config):
+@pytest.mark.parametrize("variant", ["vc", "tse", "se", "tts", "tse+phones"])
+def test_task_shards_train(variant, task_clips, tiny_bundle, tmp_path, make_config):
     from metis_speech.training.data import TokenDataset
     from metis_speech.training.prepare_cli import main
     from metis_speech.training.trainer import Trainer, load_train_config
 
+    task, with_phones = variant.split("+")[0], variant.endswith("+phones")
     out = tmp_path / task
     rc = main([str(task_clips), "--out", str(out), "--model", str(tiny_bundle), "--task", task, "--no-acoustic",
-               "--language", "en", "--shard-size", "3", "--seed", "5", "--quiet", "--reverb-prob", "1.0"])
+               "--language", "en", "--shard-size", "3", "--seed", "5", "--quiet", "--reverb-prob", "1.0"]
+              + (["--phones"] if with_phones else []))
     assert rc == 0
     s = json.loads((out / "summary.json").read_text())
-    kept = 5 - sum(EXPECTED_SKIPS[task].values())
-    assert s["utterances"] == kept and s["skipped"] == EXPECTED_SKIPS[task]
+    kept = 5 - sum(EXPECTED_SKIPS[variant].values())
+    assert s["utterances"] == kept and s["skipped"] == EXPECTED_SKIPS[variant]
     metas = [(f.with_suffix(".safetensors"), m) for f in sorted(out.glob("shard-*.json"))
              for m in json.loads(f.read_text())["items"]]
-    require = ("semantic", "phones") if task == "tts" else ("semantic", "cond")
+    require = ("semantic",) + (("phones",) if task == "tts" or with_phones else ()) + (("cond",) if task != "tts" else ())
     ds = TokenDataset(path=out, require=require, vocab=1024, phone_vocab=1024)
     assert len(ds) == kept and not ds.skipped
     from safetensors import safe_open
@@ -163,6 +166,13 @@ def test_task_shards_train(task, task_clips, tiny_bundle, tmp_path, make_config)
                 assert plen == m["prompt_len"] and 0 < plen < T and m["prompt"] != m["id"]
                 assert m["prompt"].split("__")[0] == m["id"].split("__")[0]
                 assert abs((T - plen) / 50 - m["seconds"]) < 0.1
+                if with_phones:  # [prompt transcript ; target transcript], the prompt used whole
+                    from metis_speech.text import PhoneTokenizer
+
+                    tok = PhoneTokenizer(str(tiny_bundle / "vocab.json"))
+                    text = lambda uid: (task_clips / uid.replace("__", "/")).with_suffix(".txt").read_text()
+                    want = tok(text(m["prompt"]), "en").ids + tok(text(m["id"]), "en").ids
+                    assert h.get_tensor(f"{m['id']}/phones").tolist() == want
             else:
                 assert f"{m['id']}/prompt_len" not in keys and abs(T / 50 - m["seconds"]) < 0.1
         if task == "tse":
@@ -177,7 +187,7 @@ def test_task_shards_train(task, task_clips, tiny_bundle, tmp_path, make_config)
             assert info["snr_db"] == m["snr_db"]
             assert abs(snr_db(info["speech"], info["noise_wav"]) - m["snr_db"]) < 0.01
     # the stage-1 trainer takes the shards as they are
-    component = "stage1_tts" if task == "tts" else "stage1_adapter"
+    component = "stage1_tts" if task == "tts" else "stage1_omni" if with_phones else "stage1_adapter"
     d = make_config(component, tmp_path / "run", steps=3)
     d["data"] = {"path": str(out), "max_frames": 2048}
     summary = Trainer(load_train_config(d)).train()
