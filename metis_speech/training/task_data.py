@@ -16,8 +16,11 @@ tse    [prompt ; target + other speaker at SNR]    [prompt ids ; ids]       ``pr
 VC and TSE mirror inference (:meth:`metis_speech.pipeline.Metis.vc` / ``tse``): the prompt
 is another utterance of the same speaker, its ids are computed on its own, and the frame
 condition is computed on the concatenated waveform so that the prompt region carries the
-prompt's own features. The prompt is cut to whole 20 ms frames so that the prompt / target
-boundary falls on a frame.
+prompt's own features. The prompt is cut to whole 20 ms frames (a random ``prompt_s``
+stretch; the whole utterance when phones are stored, whose ids are then [prompt transcript ;
+target transcript] as in TTS inference) so that the prompt / target boundary falls on a
+frame. Its length in frames is stored as ``<id>/prompt_len`` (1,); the ids, condition and
+acoustic ids all cover [prompt ; target].
 
 Degradations (waveforms are float32 (S,)):
   * VC: WORLD re-synthesis with the pitch shifted by ±U(pitch) semitones and the spectral
