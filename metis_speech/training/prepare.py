@@ -24,7 +24,9 @@ Output folder::
 The input is cut into fixed shards of ``shard_size`` items in input order. A shard counts
 as done only once its ledger line is written (after the shard and its .json); a rerun skips
 done shards, removes stale temp files and redoes everything else, so a killed run continues
-where it stopped and gives the same shards as an uninterrupted one. Every random choice is
+where it stopped and gives the same shards as an uninterrupted one. ``part=(k, n)`` lets n
+processes (one per GPU or machine) share one output folder: process k does shards i with
+i % n == k (stale temp files are then left for a later single-process rerun to remove). Every random choice is
 a function of (seed, utterance id). Bad items are skipped with a counted reason, never raised.
 """
 
@@ -80,6 +82,7 @@ class PrepareConfig:
     dtype: Optional[str] = None
     batch_size: int = 8  # utterances per SSL forward pass
     progress: bool = True
+    part: Tuple[int, int] = (0, 1)  # (k, n): this process does the shards i with i % n == k
 
     def content(self) -> dict:
         keys = ("task", "acoustic", "phones", "language", "min_duration", "max_duration", "shard_size", "seed", "cond_dtype")
@@ -345,6 +348,8 @@ class _Worker:
         from ..audio import resample
 
         pre = f"{what} " if what else ""
+        if not it.audio.startswith("tar://") and not Path(it.audio).is_file():
+            raise _Skip(f"{pre}missing file")
         try:
             wav, sr = self.reader.read(it.audio)
         except AudioError:
@@ -567,6 +572,9 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
         raise MetisError("shard_size must be at least 1")
     if not (0 <= cfg.min_duration < cfg.max_duration):
         raise MetisError("need 0 <= min_duration < max_duration")
+    k, n_parts = (int(x) for x in cfg.part)
+    if not (n_parts >= 1 and 0 <= k < n_parts):
+        raise MetisError(f"part {k}/{n_parts}: need 0 <= k < n")
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -575,7 +583,8 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
         raise MetisError(f"{cfg.input}: no audio found")
     settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=_fingerprint(items))
     _check_settings(out, settings)
-    _clean_temps(out)
+    if n_parts == 1:  # other parts may be writing right now: their temp files are not stale
+        _clean_temps(out)
     done = read_ledger(out)
     size = cfg.shard_items
     n_shards = max(1, -(-len(items) // size))
@@ -592,7 +601,8 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     partners, pair_skip = pair_items([it.uid for it in usable], [it.speaker for it in usable], cfg.task, cfg.seed)
     pre_skip.update(pair_skip)
 
-    todo = [i for i in range(n_shards) if not (i in done and (done[i]["file"] is None or (out / done[i]["file"]).is_file()))]
+    todo = [i for i in range(k, n_shards, n_parts)
+            if not (i in done and (done[i]["file"] is None or (out / done[i]["file"]).is_file()))]
     run_seconds = 0.0
     written = 0
     if todo and items:

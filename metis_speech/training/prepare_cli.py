@@ -14,6 +14,7 @@ examples:
   metis prepare corpus/train.jsonl --out shards/tts --task tts --model hub --max-duration 20
   metis prepare '/data/emilia/EN/*.tar' --out shards/se --task se --model hub --no-acoustic
   metis prepare corpus/train.jsonl --out shards/tse --task tse --model random:tiny --phone-vocab vocab.json
+  metis prepare '/data/emilia/*.tar' --out shards/all --model hub --device cuda:1 --part 1/4   # 4 GPUs
 
 Input: a folder of audio files (speaker = first sub-folder, transcript = .txt/.lab beside the
 audio), a JSONL manifest (audio, optional id/text/speaker/language/duration), or tar shards
@@ -54,6 +55,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--se-snr", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="SE noise SNR range, dB (default -5 20)")
     p.add_argument("--tse-snr", type=float, nargs=2, default=None, metavar=("LO", "HI"), help="TSE target-to-interferer SNR range, dB (default -5 5)")
     p.add_argument("--reverb-prob", type=float, default=None, help="SE: probability of a simulated room (default 0.5)")
+    p.add_argument("--part", default="0/1", metavar="K/N",
+                   help="this process does every N-th shard starting at K, so N processes can share --out (default 0/1)")
     p.add_argument("--stop-after", type=int, default=None, help=argparse.SUPPRESS)  # tests: a simulated kill
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -75,12 +78,18 @@ def run(args: argparse.Namespace) -> int:
         recipe.tse_snr = tuple(args.tse_snr)
     if args.reverb_prob is not None:
         recipe.reverb_prob = args.reverb_prob
+    try:
+        k, n = (int(x) for x in str(args.part).split("/"))
+    except ValueError:
+        from ..errors import MetisError
+
+        raise MetisError(f"--part {args.part!r}: expected K/N, e.g. 0/4") from None
     cfg = PrepareConfig(
         input=args.input, out=args.out, model=args.model, task=args.task, acoustic=args.acoustic, phones=args.phones,
         language=args.language, min_duration=args.min_duration, max_duration=args.max_duration,
         shard_size=args.shard_size, seed=args.seed, cond_dtype=args.cond_dtype, recipe=recipe,
         phone_vocab=args.phone_vocab, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
-        progress=not args.quiet and sys.stderr.isatty(),
+        progress=not args.quiet and sys.stderr.isatty(), part=(k, n),
     )
     summary = prepare(cfg, stop_after=args.stop_after)
     return 0 if summary["utterances"] > 0 or not summary["complete"] else 1

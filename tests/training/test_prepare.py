@@ -115,6 +115,13 @@ def test_resume_after_kill_matches_uninterrupted(clips, bundle, tmp_path):
     for k in ("utterances", "seconds", "speakers", "skipped", "frames"):
         assert s[k] == ref[k]
     assert sorted(read_ledger(killed)) == list(range(5))
+    # two processes sharing one folder (--part K/N) make the same shards
+    parts = tmp_path / "parts"
+    for k in (1, 0):
+        assert main(args + ["--out", str(parts), "--part", f"{k}/2"]) == 0
+    c = shard_tensors(parts)
+    assert c.keys() == a.keys() and all(np.array_equal(c[n][k].numpy(), a[n][k].numpy()) for n in a for k in a[n])
+    assert json.loads((parts / "summary.json").read_text())["complete"]
     # a rerun of a finished preparation does nothing; other settings are refused
     assert prepare(cfg, log=None)["this_run"]["shards"] == 0
     from metis_speech.errors import MetisError
@@ -131,9 +138,9 @@ def test_manifest_and_tar_inputs(clips, bundle, tmp_path):
              "speaker": p.parent.name, "language": "en"} for p in wavs]
     rows[0]["duration"] = 99.0  # filtered before reading
     man = clips / "train.jsonl"
-    man.write_text("\n".join(json.dumps(r) for r in rows) + "\n{not json\n")
+    man.write_text("\n".join(json.dumps(r) for r in rows + [{"audio": "gone.wav", "speaker": "x"}]) + "\n{not json\n")
     items, skips = list_items(man)
-    assert len(items) == 9 and skips[0][2] == "bad manifest line"
+    assert len(items) == 10 and skips[0][2] == "bad manifest line"
     assert items[1].speaker == rows[1]["speaker"] and items[1].text and Path(items[1].audio).is_file()
     # Emilia layout: <key>.mp3|flac + <key>.json in each tar
     tdir = tmp_path / "tars"
@@ -164,4 +171,4 @@ def test_manifest_and_tar_inputs(clips, bundle, tmp_path):
     out2 = tmp_path / "from_manifest"
     s = prepare(PrepareConfig(input=str(man), out=str(out2), model=str(bundle), acoustic=False, max_duration=20.0,
                               shard_size=9, progress=False), log=None)
-    assert s["utterances"] == 8 and s["skipped"] == {"bad manifest line": 1, "too long": 1}
+    assert s["utterances"] == 8 and s["skipped"] == {"bad manifest line": 1, "missing file": 1, "too long": 1}
