@@ -226,6 +226,13 @@ class LoopTrainer:
     def save_final(self) -> Optional[Path]:  # pragma: no cover - abstract
         raise NotImplementedError
 
+    def extra_state(self) -> dict:
+        """Trainer state beyond networks/optimisers that a checkpoint must carry (main process)."""
+        return {}
+
+    def load_extra_state(self, state: dict) -> None:
+        pass
+
     # ------------------------------------------------------------- helpers
     def preset_config(self, component: str, overrides: Optional[dict] = None):
         d = config_to_dict(load_preset(self.cfg.model.preset, component))
@@ -345,6 +352,7 @@ class LoopTrainer:
                 {
                     "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
                     "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+                    "extra": self.extra_state(),
                 },
                 tmp / "trainer.pt",
             )
@@ -387,6 +395,7 @@ class LoopTrainer:
             o.load_state_dict(st["optimizers"][k])
         for k, s in self.schedulers.items():
             s.load_state_dict(st["schedulers"][k])
+        self.load_extra_state(st.get("extra") or {})
         _set_rng_state(torch.load(directory / f"rng_{self.rank}.pt", weights_only=False), self.generator)
         self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
         self.skipped = dict(meta.get("skipped", {}))
@@ -552,6 +561,8 @@ ACOUSTIC_OBJECTIVE = {
     "disc_start": 0,  # steps of reconstruction-only training before the adversarial losses
     "disc_lr": None,  # default optim.lr
     "disc_betas": None,  # default optim.betas
+    "dead_code_restart_every": 0,  # >0: every N steps, codes unused in those N steps are
+    # re-drawn from the current batch's quantizer inputs (Jukebox/Encodec-style; 0 = off)
     "mpd_width": 1.0,
     "mrd_width": 1.0,
     "periods": [2, 3, 5, 7, 11],
@@ -569,6 +580,10 @@ class AcousticCodecTrainer(LoopTrainer):
     schedule) on real vs detached fake, then generator step with
     ``mel_weight·mel + stft_weight·MR-STFT + adv_weight·adv + fm_weight·FM + vq_weight·VQ``.
     Before ``disc_start`` only the reconstruction and VQ terms train the generator.
+    With ``dead_code_restart_every`` = N > 0, codes of any stage unused for N steps are
+    re-drawn from that stage's current inputs (without it the tiny codec's RVQ collapses to
+    one code per stage within ~30 steps on synthetic tones); the usage counters are
+    checkpointed.
     ``model.overrides`` = ``{"encoder": {...}, "decoder": {...}}`` on the preset's
     ``acoustic_encoder`` / ``acoustic_decoder``.
     """
@@ -610,6 +625,46 @@ class AcousticCodecTrainer(LoopTrainer):
         self.stft_loss = MultiResolutionSTFTLoss(o["stft_resolutions"]).to(dev)
         self.segment = int(o["segment_frames"]) * self.hop
         self.items, self.lengths = self._load_items()
+        q = self.unwrap(gen).decoder.quantizer
+        self.code_usage = torch.zeros(q.num_quantizers, self.dec_cfg.codebook_size)
+        self._stage_inputs: List[Optional[torch.Tensor]] = [None] * q.num_quantizers
+        if int(o["dead_code_restart_every"]) > 0:
+            for i, stage in enumerate(q.quantizers):
+                stage.register_forward_hook(self._capture_stage_input(i))
+
+    def _capture_stage_input(self, i: int):
+        def hook(module, args, out):
+            self._stage_inputs[i] = out.z_e.detach()
+        return hook
+
+    def extra_state(self) -> dict:
+        return {"code_usage": self.code_usage.clone()}
+
+    def load_extra_state(self, state: dict) -> None:
+        if "code_usage" in state:
+            self.code_usage = state["code_usage"].clone()
+
+    @torch.no_grad()
+    def _restart_dead_codes(self) -> int:
+        """Replace codes unused since the last restart by random in-projected inputs of this
+        step's batch (plus 1% noise); returns how many were replaced."""
+        q = self.unwrap(self.nets["generator"]).decoder.quantizer
+        n = 0
+        for i, stage in enumerate(q.quantizers):
+            z = self._stage_inputs[i]
+            if z is None:
+                continue
+            flat = z.transpose(1, 2).reshape(-1, z.shape[1]).float()
+            dead = (self.code_usage[i] == 0).nonzero()[:, 0]
+            if dead.numel() == 0:
+                continue
+            pick = torch.randint(0, flat.shape[0], (dead.numel(),), generator=self.generator)
+            noise = 0.01 * torch.randn(dead.numel(), flat.shape[1], generator=self.generator)
+            w = stage.codebook.weight
+            w[dead.to(w.device)] = (flat[pick.to(flat.device)].cpu() + noise).to(w)
+            n += dead.numel()
+        self.code_usage.zero_()
+        return n
 
     def _load_items(self):
         d = self.cfg.data
@@ -689,6 +744,13 @@ class AcousticCodecTrainer(LoopTrainer):
         opt_g.step()
         opt_g.zero_grad(set_to_none=True)
         opt_d.zero_grad(set_to_none=True)  # the generator's backward also reached the discriminator
+        for i in range(codes.shape[-1]):
+            self.code_usage[i] += torch.bincount(codes[..., i].reshape(-1).cpu(), minlength=self.dec_cfg.codebook_size)
+        every = int(o["dead_code_restart_every"])
+        if every > 0 and (self.step + 1) % every == 0:
+            stats["codes_restarted"] = float(self._restart_dead_codes())
+        elif every > 0:
+            stats["codes_restarted"] = 0.0
         usage = codebook_stats(codes[..., 0], self.dec_cfg.codebook_size)
         stats.update(
             loss=float(g_loss.detach()), mel_loss=float(mel.detach()), stft_loss=float(stft.detach()),

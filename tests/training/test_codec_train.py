@@ -142,6 +142,7 @@ ACOUSTIC_TEST = {
     "stft_resolutions": [[512, 128, 512], [1024, 256, 1024]],
     "mel_windows": [64, 256, 1024],
     "mel_bins": [10, 40, 80],
+    "dead_code_restart_every": 2,
 }
 
 
@@ -168,6 +169,10 @@ def test_acoustic_codec_gan_trains_and_checkpoint_loads(tmp_path):
     mel1 = sum(r["mel_loss"] for r in recs[-3:]) / 3
     # threshold: the multi-scale mel L1 falls by at least 25% in 40 steps
     assert mel1 < 0.75 * mel0, (mel0, mel1)
+    # dead-code restarts keep the first RVQ stage in use (without them it collapses to one
+    # code within ~30 steps on these tones: perplexity 1.0)
+    assert sum(r["perplexity"] for r in recs[-5:]) / 5 > 2.0
+    assert sum(r["codes_restarted"] for r in recs) > 0
     # warm-up: no adversarial terms before disc_start, both after
     assert all(r["disc_loss"] == 0.0 and r["adv_loss"] == 0.0 for r in recs[:disc_start])
     assert all(r["disc_loss"] > 0.0 and r["fm_loss"] > 0.0 for r in recs[disc_start:])
@@ -191,6 +196,7 @@ def test_acoustic_codec_kill_and_resume_matches_both_optimisers(tmp_path):
     tr.train(until=k)
     st = torch.load(tr.latest_checkpoint(b) / "trainer.pt", weights_only=False)
     assert set(st["optimizers"]) == set(st["schedulers"]) == {"generator", "discriminator"}
+    assert st["extra"]["code_usage"].sum() > 0  # dead-code counters travel with the checkpoint
     assert st["optimizers"]["discriminator"]["state"], "discriminator optimiser state not saved"
     resumed = make_trainer(acoustic_config(b, n, disc_start), resume=True)
     assert resumed.step == k
