@@ -111,6 +111,9 @@ def save_audio(path: PathLike, wav: np.ndarray, sample_rate: int) -> Path:
     os.close(fd)
     try:
         sf.write(tmp, wav, int(sample_rate), format=fmt)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
         os.replace(tmp, path)
     except BaseException:
         if os.path.exists(tmp):

@@ -44,7 +44,7 @@ __all__ = [
 ]
 
 SHARD_FORMAT = {"format": "metis-tokens", "version": "1"}
-FIELDS = ("semantic", "acoustic", "phones", "cond")
+FIELDS = ("semantic", "acoustic", "phones", "cond", "prompt_len")
 Utterance = Dict[str, Union[str, torch.Tensor]]
 
 
@@ -114,7 +114,7 @@ class TokenDataset(torch.utils.data.Dataset):
     def _index(self, root: Path) -> None:
         from safetensors import safe_open
 
-        files = sorted(root.glob("*.safetensors")) if root.is_dir() else [root]
+        files = sorted(f for f in root.glob("*.safetensors") if not f.name.startswith(".")) if root.is_dir() else [root]
         if not files:
             raise FileNotFoundError(f"{root}: no *.safetensors shards")
         for f in files:
@@ -204,6 +204,12 @@ class TokenDataset(torch.utils.data.Dataset):
                 self.skipped["bad frame condition"] += 1
                 return None
             out["cond"] = c
+        if "prompt_len" in u:  # a fixed prompt (VC/TSE shards): [prompt ; target]
+            p = int(u["prompt_len"].reshape(-1)[0])
+            if not 0 < p < T:
+                self.skipped["bad prompt length"] += 1
+                return None
+            out["prompt_len"] = p
         return out
 
 
@@ -212,7 +218,7 @@ def collate(items: Sequence[Optional[Utterance]], phone_pad_id: int = 1023) -> O
 
     Returns ``semantic`` (B, T) long (pad 0), ``lengths`` (B,), and when every item has them
     ``acoustic`` (B, T, Q), ``phones`` (B, Np) (pad ``phone_pad_id``) + ``phone_lengths``,
-    ``cond`` (B, T, C) (pad 0).
+    ``cond`` (B, T, C) (pad 0), ``prompt_len`` (B,) (fixed prompts of VC/TSE shards).
     """
     items = [u for u in items if u is not None]
     if not items:
@@ -242,6 +248,8 @@ def collate(items: Sequence[Optional[Utterance]], phone_pad_id: int = 1023) -> O
         for b, u in enumerate(items):
             c[b, : lengths[b]] = u["cond"]
         batch["cond"] = c
+    if all("prompt_len" in u for u in items):
+        batch["prompt_len"] = torch.tensor([int(u["prompt_len"]) for u in items])
     return batch
 
 

@@ -154,6 +154,11 @@ class Stage1Objective(nn.Module):
         t = _uniform((B,), generator).clamp(min=1e-5)
         ratio = torch.sin(t * math.pi / 2).clamp(min=cfg.min_mask_ratio)
         prompt_len = sample_prompt_lengths(lengths, cfg.prompt_prob, None, 0.4, generator, low_cap=5)
+        if "prompt_len" in batch:
+            # shards with a real prompt (VC/TSE): keep it exactly where a random prompt was
+            # drawn (probability prompt_prob), none otherwise (unconditional samples for guidance)
+            given = batch["prompt_len"].long().cpu()
+            prompt_len = torch.where(prompt_len > 0, given, torch.zeros_like(given))
         masked = sample_masks(lengths, prompt_len, ratio, T, generator)
         keep_phones = (prompt_len > 0) | (not self.drop_phones_with_prompt)
         return {"t": t, "prompt_len": prompt_len, "masked": masked, "keep_phones": keep_phones}

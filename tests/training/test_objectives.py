@@ -131,3 +131,23 @@ def test_s2a_layer_weights_and_masks():
     out.loss.backward()
     gnorm = out.logits.grad.abs().sum(-1)
     assert (gnorm[~plan["masked"]] == 0).all() and (gnorm[plan["masked"]] > 0).all()
+
+
+def test_fixed_prompt_from_shards_is_kept_or_dropped():
+    """VC/TSE shards carry their real prompt length: the objective keeps exactly that prompt
+    (never masked) or, for the unconditional share, no prompt at all."""
+    import torch
+
+    from metis_speech.config import Stage1Config
+    from metis_speech.models.stage1 import Stage1Model
+    from metis_speech.training.objectives import Stage1Objective
+
+    model = Stage1Model(Stage1Config(hidden_size=32, num_layers=1, num_heads=2, codebook_size=16))
+    obj = Stage1Objective(model)
+    B, T = 64, 20
+    batch = {"semantic": torch.randint(0, 16, (B, T)), "lengths": torch.full((B,), T), "prompt_len": torch.full((B,), 7)}
+    plan = obj.sample(batch, torch.Generator().manual_seed(0))
+    assert set(plan["prompt_len"].tolist()) <= {0, 7}
+    assert 0 < int((plan["prompt_len"] == 7).sum()) < B
+    kept = plan["prompt_len"] == 7
+    assert not plan["masked"][kept, :7].any()
