@@ -649,6 +649,12 @@ class AcousticCodecTrainer(LoopTrainer):
         """Replace codes unused since the last restart by random in-projected inputs of this
         step's batch (plus 1% noise); returns how many were replaced."""
         q = self.unwrap(self.nets["generator"]).decoder.quantizer
+        if self.world > 1:  # usage over all ranks; rank 0 draws, everyone takes its codebooks
+            import torch.distributed as dist
+
+            usage = self.code_usage.to(self.accelerator.device)
+            dist.all_reduce(usage)
+            self.code_usage = usage.cpu()
         n = 0
         for i, stage in enumerate(q.quantizers):
             z = self._stage_inputs[i]
@@ -663,6 +669,9 @@ class AcousticCodecTrainer(LoopTrainer):
             w = stage.codebook.weight
             w[dead.to(w.device)] = (flat[pick.to(flat.device)].cpu() + noise).to(w)
             n += dead.numel()
+        if self.world > 1:
+            for stage in q.quantizers:
+                dist.broadcast(stage.codebook.weight.data, src=0)
         self.code_usage.zero_()
         return n
 
