@@ -26,7 +26,8 @@ codec frames are cut each step.
 
 Final outputs in ``<out>/final``: semantic codec -> a :func:`~metis_speech.loading.save_checkpoint`
 directory; acoustic codec -> ``encoder/`` and ``decoder/`` checkpoint directories (load each
-with :func:`~metis_speech.loading.load_checkpoint`) and ``discriminator.safetensors``.
+with :func:`~metis_speech.loading.load_checkpoint`) and ``discriminator.safetensors``; at
+every checkpoint the acoustic trainer also writes an audio sample pair to ``<out>/samples``.
 """
 
 from __future__ import annotations
@@ -760,6 +761,7 @@ class AcousticCodecTrainer(LoopTrainer):
             stats["codes_restarted"] = float(self._restart_dead_codes())
         elif every > 0:
             stats["codes_restarted"] = 0.0
+        self._last_pair = (wav[0, 0].detach(), wav_hat[0, 0].detach())
         usage = codebook_stats(codes[..., 0], self.dec_cfg.codebook_size)
         stats.update(
             loss=float(g_loss.detach()), mel_loss=float(mel.detach()), stft_loss=float(stft.detach()),
@@ -773,6 +775,18 @@ class AcousticCodecTrainer(LoopTrainer):
         if gn is not None:
             stats["grad_norm"] = gn
         return stats
+
+    def save_state(self) -> Path:
+        """Checkpoint, plus ``<out>/samples/step_XXXXXXXX_{real,codec}.wav`` (the last batch's
+        first segment and its reconstruction) from the main process."""
+        path = super().save_state()
+        pair = getattr(self, "_last_pair", None)
+        if self.is_main and pair is not None:
+            from ..audio import save_audio
+
+            for tag, w in zip(("real", "codec"), pair):
+                save_audio(self.out / "samples" / f"step_{self.step:08d}_{tag}.wav", w.float().cpu().numpy(), self.sample_rate)
+        return path
 
     def save_final(self) -> Path:
         from ..checkpoint import save_weights

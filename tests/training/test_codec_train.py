@@ -180,6 +180,7 @@ def test_acoustic_codec_gan_trains_and_checkpoint_loads(tmp_path):
     final = out / "final"
     enc, dec = load_checkpoint(final / "encoder"), load_checkpoint(final / "decoder")
     assert (final / "discriminator.safetensors").is_file()
+    assert (out / "samples" / f"step_{steps:08d}_codec.wav").is_file()  # audio sample at the checkpoint
     wav = synthetic_audio(1, 0.2, seed=5)[0][None]
     with torch.no_grad():
         codes = dec.quantize(enc(wav))
