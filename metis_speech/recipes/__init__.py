@@ -1,8 +1,9 @@
 """Training recipes: one YAML per stage/task and size (see ``metis_speech.training.trainer``).
 
-``*_tiny`` recipes train the ``tiny`` preset on synthetic tokens (CPU smoke runs, tests);
-the others use the ``official`` sizes and expect a shard directory (``data.path``) written
-by ``metis_speech.training.data.write_shard``. Run one with ``metis train <name or path>``.
+``*_tiny`` recipes train the ``tiny`` preset on synthetic data (tokens, features, audio or
+mouth crops: CPU smoke runs, tests); the others use the ``official`` sizes and expect real
+data (``data.path``): token shards from ``metis prepare``, audio for the acoustic codec,
+feature or visual shards for the semantic codec and the visual encoder. Run one with ``metis train <name or path>``.
 """
 
 from __future__ import annotations

@@ -329,7 +329,7 @@ class LoopTrainer:
             acc.wait_for_everyone()
             if self.is_main:
                 self.save_final()
-                plot_loss(self.out)
+                plot_loss(self.out, ylabel="training loss")
         return summary
 
     # ----------------------------------------------------------- checkpoints

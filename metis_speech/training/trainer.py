@@ -274,7 +274,7 @@ def read_log(out: Union[str, Path]) -> List[dict]:
     return [by_step[k] for k in sorted(by_step)]
 
 
-def plot_loss(out: Union[str, Path]) -> Optional[Path]:
+def plot_loss(out: Union[str, Path], ylabel: str = "masked-token cross-entropy") -> Optional[Path]:
     """``<out>/loss.png`` from the log (None when matplotlib is missing or nothing was logged)."""
     recs = read_log(out)
     if not recs:
@@ -289,7 +289,7 @@ def plot_loss(out: Union[str, Path]) -> Optional[Path]:
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1)
     ax.set_xlabel("step")
-    ax.set_ylabel("masked-token cross-entropy")
+    ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path = Path(out) / "loss.png"
