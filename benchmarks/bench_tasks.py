@@ -2,7 +2,7 @@
 
     python benchmarks/bench_tasks.py tiny                 # every task on the tiny preset
     python benchmarks/bench_tasks.py official-tts         # 5 s TTS, official sizes, random weights
-    python benchmarks/bench_tasks.py official-memory      # TTS networks only vs every network loaded
+    python benchmarks/bench_tasks.py official-memory      # SE networks only vs every network loaded
 
 Networks come from ``random:<preset>`` sources (random weights: the output is noise; the
 cost is that of the real networks). Every measurement runs in a fresh subprocess so that
@@ -53,12 +53,9 @@ def one(spec: dict) -> dict:
     m = Metis.from_pretrained(spec["task"], f"random:{spec['preset']}", device=spec.get("device", "cpu"),
                               dtype=spec.get("dtype", "fp32"), phone_vocab=str(VOCAB) if VOCAB.exists() else None,
                               lazy=spec.get("load") == "task")
-    if spec.get("load") == "all":
-        for name in ("ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a"):
+    if spec.get("load") == "all":  # every network of the system (one stage 1)
+        for name in ("stage1", "ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "visual"):
             m._net(name)
-        for t in ("tts", "vc", "tse", "se", "omni"):
-            if t != spec["task"]:
-                m._nets[f"stage1_{t}"] = m._src.stage1(t, m.device, m.dtype)
     load_s = time.perf_counter() - t0
     prompt = (_speechlike(3.0), 16000)
     source = (_speechlike(spec.get("seconds", 5.0), seed=1, f0=170), 16000)
@@ -130,9 +127,9 @@ def main():
                 rows.append(r)
                 _print([r], ["setting", "dtype", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
     else:
-        print(f"== official sizes, random weights: peak memory of a 5 s TTS request, {args.device}")
+        print(f"== official sizes, random weights: peak memory of a 5 s SE request (2 steps), {args.device}")
         for load in ("task", "all"):
-            r = _sub({"task": "tts", "preset": "official", "device": args.device, "dtype": "bf16", "load": load,
+            r = _sub({"task": "se", "preset": "official", "device": args.device, "dtype": "fp32", "load": load,
                       "warmup": False, "steps": 2, "s2a_steps": [2, 1], "setting": f"load={load}"})
             rows.append(r)
             _print([r], ["setting", "dtype", "load_s", "seconds_run", "rss_peak_mb"])

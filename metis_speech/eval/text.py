@@ -17,49 +17,9 @@ from dataclasses import dataclass
 __all__ = ["normalize_text", "number_to_words", "ErrorCounts", "word_errors", "char_errors", "wer", "cer"]
 
 _ONES = "zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen sixteen seventeen eighteen nineteen".split()
-_TENS = "_ _ twenty thirty forty fifty sixty seventy eighty ninety".split()
-_SCALES = [(10**12, "trillion"), (10**9, "billion"), (10**6, "million"), (1000, "thousand")]
-_ORDINAL_IRREGULAR = {"one": "first", "two": "second", "three": "third", "five": "fifth", "eight": "eighth", "nine": "ninth", "twelve": "twelfth"}
-
-
-def _below_1000(n: int) -> str:
-    words = []
-    if n >= 100:
-        words += [_ONES[n // 100], "hundred"]
-        n %= 100
-    if n >= 20:
-        words.append(_TENS[n // 10])
-        n %= 10
-        if n:
-            words.append(_ONES[n])
-    elif n or not words:
-        words.append(_ONES[n])
-    return " ".join(words)
-
-
-def number_to_words(n: int) -> str:
-    """Cardinal number in English words: 2024 -> 'two thousand twenty four' (no 'and')."""
-    if n < 0:
-        return "minus " + number_to_words(-n)
-    if n < 1000:
-        return _below_1000(n)
-    for value, name in _SCALES:
-        if n >= value:
-            head, rest = divmod(n, value)
-            return number_to_words(head) + " " + name + (" " + number_to_words(rest) if rest else "")
-    raise AssertionError("unreachable")
-
-
-def _ordinal(n: int) -> str:
-    words = number_to_words(n).split()
-    last = words[-1]
-    if last in _ORDINAL_IRREGULAR:
-        words[-1] = _ORDINAL_IRREGULAR[last]
-    elif last.endswith("y"):
-        words[-1] = last[:-1] + "ieth"
-    else:
-        words[-1] = last + "th"
-    return " ".join(words)
+# one English number speller for the whole package (the TTS front end's)
+from ..text.numbers import cardinal as number_to_words  # noqa: E402
+from ..text.numbers import ordinal as _ordinal  # noqa: E402
 
 
 def _year(n: int) -> str:

@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from ..config import S2AConfig
-from .transformer import DiffTransformer
+from .transformer import DiffTransformer, init_weights
 
 __all__ = ["S2AModel", "S2AOutput"]
 
@@ -59,17 +59,7 @@ class S2AModel(nn.Module):
 
     def reset_parameters(self) -> None:
         """From-scratch initialisation (N(0, 0.02); adaptive norms at identity)."""
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear):
-                if name.endswith("to_weight"):
-                    nn.init.zeros_(m.weight)
-                    nn.init.ones_(m.bias)
-                else:
-                    nn.init.normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding) and m.num_embeddings > 0:
-                nn.init.normal_(m.weight, std=0.02)
+        init_weights(self)
 
     @property
     def num_quantizers(self) -> int:

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Stage1Config
-from .transformer import DiffTransformer
+from .transformer import DiffTransformer, init_weights
 
 __all__ = ["GatedAdapter", "Stage1Model", "Stage1Output"]
 
@@ -92,20 +92,7 @@ class Stage1Model(nn.Module):
     def reset_parameters(self) -> None:
         """Initialisation for training from scratch: N(0, 0.02) linears/embeddings, zero
         biases, adaptive norms at identity (weight 0, bias 1), zero adapter gate."""
-        for name, m in self.named_modules():
-            if isinstance(m, nn.Linear):
-                if name.endswith("to_weight"):
-                    nn.init.zeros_(m.weight)
-                    nn.init.ones_(m.bias)
-                else:
-                    nn.init.normal_(m.weight, std=0.02)
-                    if m.bias is not None:
-                        nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Embedding) and m.num_embeddings > 0:
-                nn.init.normal_(m.weight, std=0.02)
-                if m.padding_idx is not None:
-                    with torch.no_grad():
-                        m.weight[m.padding_idx].zero_()
+        init_weights(self)
         if isinstance(getattr(self, "cond_adapter", None), GatedAdapter):
             nn.init.zeros_(self.cond_adapter.gate_scale)
 

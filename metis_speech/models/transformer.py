@@ -148,6 +148,25 @@ class Block(nn.Module):
         return h + self.mlp(self.post_attention_layernorm(h, c))
 
 
+def init_weights(model: nn.Module) -> None:
+    """From-scratch initialisation shared by stage 1 and S2A: N(0, 0.02) linears and
+    embeddings, zero biases, adaptive norms at identity (weight 0, bias 1), padding rows 0."""
+    for name, m in model.named_modules():
+        if isinstance(m, nn.Linear):
+            if name.endswith("to_weight"):
+                nn.init.zeros_(m.weight)
+                nn.init.ones_(m.bias)
+            else:
+                nn.init.normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.Embedding) and m.num_embeddings > 0:
+            nn.init.normal_(m.weight, std=0.02)
+            if m.padding_idx is not None:
+                with torch.no_grad():
+                    m.weight[m.padding_idx].zero_()
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
 
