@@ -18,7 +18,7 @@ HOLDOUT = PARITY / "holdout"
 
 def _need(path: Path) -> Path:
     if not path.exists():
-        pytest.skip(f"conformance vectors not found at {path} (set METIS_SHARED to the shared/ folder)")
+        pytest.skip(f"{path} not found: these tests need the read-only shared/ inputs (conformance vectors, phone vocabulary); set METIS_SHARED to that folder")
     return path
 
 
