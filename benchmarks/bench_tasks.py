@@ -106,6 +106,7 @@ def main():
     ap.add_argument("what", nargs="?", choices=["tiny", "official-tts", "official-memory"], default="tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--settings", default="reference,fewer-steps", help="official-tts: which step settings to run")
     ap.add_argument("--json")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -122,6 +123,8 @@ def main():
         print(f"== official sizes, random weights, one 5 s TTS request (3 s prompt), {args.device}")
         for dtype in args.dtypes.split(","):
             for label, steps in (("reference", {}), ("fewer-steps", {"steps": 10, "s2a_steps": [10, 4]})):
+                if label not in args.settings.split(","):
+                    continue
                 r = _sub({"task": "tts", "preset": "official", "device": args.device, "dtype": dtype, "load": "task",
                           "warmup": False, **steps, "setting": label})
                 rows.append(r)
