@@ -106,6 +106,7 @@ def main():
     ap.add_argument("what", nargs="?", choices=["tiny", "official-tts", "official-memory"], default="tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--warmup", action="store_true", help="official-tts: one untimed request first (loading excluded)")
     ap.add_argument("--settings", default="reference,fewer-steps", help="official-tts: which step settings to run")
     ap.add_argument("--json")
     ap.add_argument("--one", help=argparse.SUPPRESS)
@@ -126,7 +127,7 @@ def main():
                 if label not in args.settings.split(","):
                     continue
                 r = _sub({"task": "tts", "preset": "official", "device": args.device, "dtype": dtype, "load": "task",
-                          "warmup": False, **steps, "setting": label})
+                          "warmup": args.warmup, **steps, "setting": label})
                 rows.append(r)
                 _print([r], ["setting", "dtype", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
     else:
