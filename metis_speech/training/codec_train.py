@@ -36,7 +36,6 @@ import json
 import math
 import os
 import random
-import shutil
 import time
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Union
@@ -50,10 +49,11 @@ from ..errors import MetisError
 from .trainer import (
     TrainConfig,
     Trainer,
-    _atomic_write_text,
+    begin_checkpoint,
+    publish_checkpoint,
+    read_checkpoint_meta,
     _Logger,
     _peak_rss_mb,
-    _rng_state,
     _set_rng_state,
     lr_lambda,
     plot_loss,
@@ -338,14 +338,7 @@ class LoopTrainer:
         from ..checkpoint import save_weights
 
         acc = self.accelerator
-        name = f"step_{self.step:08d}"
-        tmp, final = self.ckpt_dir / f".tmp-{name}", self.ckpt_dir / name
-        if self.is_main:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        torch.save(_rng_state(self.generator), tmp / f"rng_{self.rank}.pt")
+        name, tmp, final = begin_checkpoint(acc, self.ckpt_dir, self.step, self.is_main, self.rank, self.generator)
         if self.is_main:
             nets = {k: self.unwrap(m) for k, m in self.nets.items()}
             save_weights({f"{k}.{n}": t for k, m in nets.items() for n, t in m.state_dict().items()}, tmp / "model.safetensors")
@@ -360,30 +353,14 @@ class LoopTrainer:
             meta = {"step": self.step, "epoch": self.epoch, "pos": self.pos, "world_size": self.world,
                     "skipped": self.skipped, "config": self.cfg.to_dict()}
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        acc.wait_for_everyone()
-        if self.is_main:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _atomic_write_text(self.ckpt_dir / "latest", name + "\n")
-            old = sorted(p for p in self.ckpt_dir.glob("step_*") if p != final)
-            keep = max(1, self.cfg.train.keep_checkpoints) - 1
-            for p in old[: max(0, len(old) - keep)]:
-                shutil.rmtree(p, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
+        return publish_checkpoint(acc, self.ckpt_dir, name, tmp, final, self.cfg.train.keep_checkpoints, self.is_main)
 
     def load_state(self, directory: Union[str, Path]) -> None:
         """Restore every network, optimiser and scheduler, the RNG states and the data position."""
         from ..checkpoint import load_state_dict_strict, read_weights
 
         directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta["world_size"] != self.world:
-            raise MetisError(
-                f"{directory}: written by {meta['world_size']} process(es), resuming with {self.world}; "
-                "exact resumption needs the same number of processes"
-            )
+        meta = read_checkpoint_meta(directory, self.world)
         state = read_weights(directory / "model.safetensors")
         for k, m in self.nets.items():
             sub = {n[len(k) + 1 :]: t for n, t in state.items() if n.startswith(k + ".")}

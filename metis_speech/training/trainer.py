@@ -200,6 +200,48 @@ def _atomic_write_text(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def begin_checkpoint(acc, ckpt_dir: Path, step: int, is_main: bool, rank: int, generator) -> tuple:
+    """Start checkpoint ``step_N``: a fresh hidden temp folder, then every rank's RNG file.
+    Returns (name, tmp, final); the caller writes its files into ``tmp``."""
+    name = f"step_{step:08d}"
+    tmp, final = ckpt_dir / f".tmp-{name}", ckpt_dir / name
+    if is_main:
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir(parents=True)
+    acc.wait_for_everyone()
+    torch.save(_rng_state(generator), tmp / f"rng_{rank}.pt")
+    return name, tmp, final
+
+
+def publish_checkpoint(acc, ckpt_dir: Path, name: str, tmp: Path, final: Path, keep: int, is_main: bool) -> Path:
+    """Rename the finished temp folder into place, point ``latest`` at it, keep the newest
+    ``keep`` checkpoints (all processes take part)."""
+    acc.wait_for_everyone()
+    if is_main:
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        _atomic_write_text(ckpt_dir / "latest", name + "\n")
+        old = sorted(p for p in ckpt_dir.glob("step_*") if p != final)
+        keep = max(1, keep) - 1
+        for p in old[: max(0, len(old) - keep)]:
+            shutil.rmtree(p, ignore_errors=True)
+    acc.wait_for_everyone()
+    return final
+
+
+def read_checkpoint_meta(directory: Path, world: int) -> dict:
+    """``meta.json`` of a checkpoint, refusing a different number of processes."""
+    meta = json.loads((directory / "meta.json").read_text())
+    if meta["world_size"] != world:
+        raise MetisError(
+            f"{directory}: written by {meta['world_size']} process(es), resuming with {world}; "
+            "exact resumption needs the same number of processes"
+        )
+    return meta
+
+
 def _rng_state(gen: torch.Generator) -> dict:
     st = {
         "python": random.getstate(),
@@ -598,14 +640,7 @@ class Trainer:
         from ..checkpoint import save_weights
 
         acc = self.accelerator
-        name = f"step_{self.step:08d}"
-        tmp, final = self.ckpt_dir / f".tmp-{name}", self.ckpt_dir / name
-        if self.is_main:
-            if tmp.exists():
-                shutil.rmtree(tmp)
-            tmp.mkdir(parents=True)
-        acc.wait_for_everyone()
-        torch.save(_rng_state(self.generator), tmp / f"rng_{self.rank}.pt")
+        name, tmp, final = begin_checkpoint(acc, self.ckpt_dir, self.step, self.is_main, self.rank, self.generator)
         if self.is_main:
             save_weights(self._unwrapped().state_dict(), tmp / "model.safetensors")
             torch.save(
@@ -621,30 +656,14 @@ class Trainer:
                 "config": self.cfg.to_dict(),
             }
             (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        acc.wait_for_everyone()
-        if self.is_main:
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(tmp, final)
-            _atomic_write_text(self.ckpt_dir / "latest", name + "\n")
-            old = sorted(p for p in self.ckpt_dir.glob("step_*") if p != final)
-            keep = max(1, self.cfg.train.keep_checkpoints) - 1
-            for p in old[: max(0, len(old) - keep)]:
-                shutil.rmtree(p, ignore_errors=True)
-        acc.wait_for_everyone()
-        return final
+        return publish_checkpoint(acc, self.ckpt_dir, name, tmp, final, self.cfg.train.keep_checkpoints, self.is_main)
 
     def load_state(self, directory: Union[str, Path]) -> None:
         """Restore model, optimiser, scheduler, EMA, RNG states and the data position."""
         from ..checkpoint import load_state_dict_strict, read_weights
 
         directory = Path(directory)
-        meta = json.loads((directory / "meta.json").read_text())
-        if meta["world_size"] != self.world:
-            raise MetisError(
-                f"{directory}: written by {meta['world_size']} process(es), resuming with {self.world}; "
-                "exact resumption needs the same number of processes"
-            )
+        meta = read_checkpoint_meta(directory, self.world)
         load_state_dict_strict(self._unwrapped(), read_weights(directory / "model.safetensors"), str(directory))
         st = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=False)
         self.optimizer.load_state_dict(st["optimizer"])
