@@ -24,8 +24,8 @@ from torch import nn
 
 from ..checkpoint import load_weights
 from ..config import AcousticDecoderConfig, AcousticEncoderConfig
-from ..errors import AudioError, CheckpointError
-from .quantize import ResidualVQ, wn_conv1d
+from ..errors import AudioError
+from .quantize import rvq_from_config, wn_conv1d
 from .vocos import Vocos
 
 __all__ = [
@@ -142,18 +142,7 @@ class AcousticDecoder(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        commitment = cfg.commitment if commitment is None else commitment
-        codebook_loss_weight = cfg.codebook_loss_weight if codebook_loss_weight is None else codebook_loss_weight
-        quantizer_dropout = cfg.quantizer_dropout if quantizer_dropout is None else quantizer_dropout
-        self.quantizer = ResidualVQ(
-            input_dim=cfg.in_channels,
-            num_quantizers=cfg.num_quantizers,
-            codebook_size=cfg.codebook_size,
-            codebook_dim=cfg.codebook_dim,
-            quantizer_dropout=quantizer_dropout,
-            commitment=commitment,
-            codebook_loss_weight=codebook_loss_weight,
-        )
+        self.quantizer = rvq_from_config(cfg, cfg.in_channels, commitment, codebook_loss_weight, quantizer_dropout)
         self.model = Vocos(
             cfg.in_channels,
             cfg.vocos_dim,

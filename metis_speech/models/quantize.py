@@ -193,3 +193,17 @@ class ResidualVQ(nn.Module):
         for q in range(ids.shape[-1]):
             out = out + self.quantizers[q].embed(ids[..., q])
         return out
+
+
+def rvq_from_config(cfg, input_dim: int, commitment=None, codebook_loss_weight=None, quantizer_dropout=None) -> "ResidualVQ":
+    """The residual VQ of a codec config (``num_quantizers``, ``codebook_size``,
+    ``codebook_dim`` and the training-loss fields); explicit arguments override the config."""
+    return ResidualVQ(
+        input_dim=input_dim,
+        num_quantizers=cfg.num_quantizers,
+        codebook_size=cfg.codebook_size,
+        codebook_dim=cfg.codebook_dim,
+        quantizer_dropout=cfg.quantizer_dropout if quantizer_dropout is None else quantizer_dropout,
+        commitment=cfg.commitment if commitment is None else commitment,
+        codebook_loss_weight=cfg.codebook_loss_weight if codebook_loss_weight is None else codebook_loss_weight,
+    )

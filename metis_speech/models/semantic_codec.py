@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from ..config import SemanticCodecConfig
-from .quantize import ResidualVQ
+from .quantize import rvq_from_config
 from .vocos import VocosBackbone
 
 __all__ = ["SemanticCodec", "SemanticCodecOutput"]
@@ -55,20 +55,9 @@ class SemanticCodec(nn.Module):
     ):
         super().__init__()
         self.cfg = cfg
-        quantizer_dropout = cfg.quantizer_dropout if quantizer_dropout is None else quantizer_dropout
-        commitment = cfg.commitment if commitment is None else commitment
-        codebook_loss_weight = cfg.codebook_loss_weight if codebook_loss_weight is None else codebook_loss_weight
         self.encoder = _coder(cfg)
         self.decoder = _coder(cfg)
-        self.quantizer = ResidualVQ(
-            input_dim=cfg.hidden_size,
-            num_quantizers=cfg.num_quantizers,
-            codebook_size=cfg.codebook_size,
-            codebook_dim=cfg.codebook_dim,
-            quantizer_dropout=quantizer_dropout,
-            commitment=commitment,
-            codebook_loss_weight=codebook_loss_weight,
-        )
+        self.quantizer = rvq_from_config(cfg, cfg.hidden_size, commitment, codebook_loss_weight, quantizer_dropout)
         for m in (self.encoder[1], self.decoder[1]):
             nn.init.trunc_normal_(m.weight, std=0.02)
             nn.init.zeros_(m.bias)
