@@ -114,6 +114,7 @@ class LoopSection:
     keep_checkpoints: int = 2
     out: str = "runs/metis"
     progress: bool = True
+    samples: Optional[Dict[str, Any]] = None  # periodic audio samples (training/samples.py)
 
 
 @dataclass
@@ -436,6 +437,7 @@ class Trainer:
         self.step, self.epoch, self.pos = 0, 0, 0
         self._epoch_batches: Optional[list] = None
         self.empty_batches = 0
+        self.samples = self._build_samples()
         if resume and latest is not None:
             self.load_state(latest)
 
@@ -508,6 +510,20 @@ class Trainer:
                 syn.setdefault("cond_dim", mc.cond_dim if mc.adapter != "none" else 0)
             return TokenDataset(items=synthetic_utterances(**syn), **kw)
         return TokenDataset(path=d.path, **kw)
+
+    def _build_samples(self):
+        """The run's SampleWriter (main process, ``train.samples`` set), else None."""
+        from .samples import SampleWriter, parse_samples
+
+        settings = parse_samples(self.cfg.train.samples)
+        if settings is None or not self.is_main:
+            return None
+        from ..config import S2AConfig
+
+        kind = "s2a" if isinstance(self.model_cfg, S2AConfig) else "stage1"
+        vocab = self.model_cfg.cond_codebook_size if kind == "s2a" else self.model_cfg.codebook_size
+        items = [self.dataset[i] for i in range(min(len(self.dataset), 8 * settings.count))]
+        return SampleWriter(settings, kind, items, self.out, self.accelerator.device, vocab)
 
     def _unwrapped(self) -> nn.Module:
         """The network or its peft wrapper (what the checkpoints store)."""
@@ -590,7 +606,12 @@ class Trainer:
             }
             if grad_norm is not None:
                 last["grad_norm"] = grad_norm
-            if self.step % c.log_every == 0 or self.step == target:
+            sampled = self.samples is not None and (self.step % self.samples.s.every == 0 or self.step == c.max_steps)
+            if sampled:
+                from .objectives import _unwrap
+
+                last["samples"] = str(self.samples(_unwrap(self._unwrapped()), self.step, logger.tb))
+            if self.step % c.log_every == 0 or self.step == target or sampled:
                 logger.log(last)
             if bar is not None:
                 bar.update(1)
