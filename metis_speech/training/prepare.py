@@ -12,6 +12,8 @@ directory, official directory, ``"hub"``, ``"random:tiny"``). Per kept utterance
 holds ``semantic`` (T,), ``acoustic`` (T, Q) unless ``acoustic=False``, ``phones`` (Np,)
 for TTS or with ``phones=True``, and the task's ``cond`` (T, C) / ``prompt_len`` (1,) (see
 :mod:`.task_data`). Ids are stored as int16 when they fit, ``cond`` as float16 by default.
+Tasks ``visual`` (visual-encoder pairs) and ``l2s`` read the manifest's ``video`` too; they
+are built by :mod:`.prepare_video`. Listing, ledger and summary live in :mod:`.prepare_io`.
 
 Output folder::
 
@@ -33,30 +35,38 @@ a function of (seed, utterance id). Bad items are skipped with a counted reason,
 from __future__ import annotations
 
 import collections
-import glob as _glob
-import hashlib
-import io
-import json
-import os
-import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import torch
 
 from ..errors import AudioError, MetisError
+from .prepare_io import (  # noqa: F401 - public names re-exported from here
+    AUDIO_EXTS,
+    AudioReader,
+    Item,
+    append_ledger,
+    check_settings,
+    clean_temps,
+    fingerprint,
+    format_summary,
+    list_items,
+    read_ledger,
+    shard_name,
+    summarize,
+    write_json_atomic,
+)
 from .task_data import TASKS, TaskRecipe, crop_prompt, degrade_se, item_rng, mix_tse, pair_items, perturb_timbre, room_bank
 
 __all__ = ["PrepareConfig", "Item", "list_items", "prepare", "read_ledger", "summarize", "format_summary"]
 
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a")
 SSL_SR = 16000
 SILENT_RMS = 10 ** (-60 / 20)  # -60 dBFS over the whole clip
-MAX_EXAMPLES = 20  # skipped files listed per reason in the summary
+VIDEO_TASKS = ("visual", "l2s")  # built by .prepare_video
+COND_DTYPES = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -66,7 +76,7 @@ class PrepareConfig:
     input: str
     out: str
     model: str = "hub"
-    task: str = "none"  # none | tts | vc | tse | se
+    task: str = "none"  # none | tts | vc | tse | se | visual | l2s
     acoustic: bool = True
     phones: bool = False  # always on for task tts
     language: str = "auto"  # when the item gives none
@@ -76,6 +86,7 @@ class PrepareConfig:
     seed: int = 0
     cond_dtype: str = "float16"
     recipe: TaskRecipe = field(default_factory=TaskRecipe)
+    visual: Optional[str] = None  # l2s: visual encoder checkpoint dir (default: the model source's)
     # --- how, not what
     phone_vocab: Optional[str] = None
     device: Optional[str] = None
@@ -96,215 +107,25 @@ class PrepareConfig:
     def shard_items(self) -> int:
         if self.shard_size is not None:
             return int(self.shard_size)
-        return 100 if self.task in ("vc", "tse", "se") else 500
+        return 100 if self.task in ("vc", "tse", "se", "visual", "l2s") else 500
 
     @property
     def wants_phones(self) -> bool:
         return self.phones or self.task == "tts"
 
-
-@dataclass
-class Item:
-    """One input utterance. ``audio``: a file path or ``tar://<tar path>#<member>``."""
-
-    uid: str
-    audio: str
-    text: Optional[str] = None
-    speaker: Optional[str] = None
-    language: Optional[str] = None
-    duration: Optional[float] = None
-
-
-# ------------------------------------------------------------------------------ input
-def _safe_id(s: str) -> str:
-    return str(s).strip().replace("\\", "/").strip("/").replace("/", "__")
-
-
-def _read_sidecar_text(audio: Path) -> Optional[str]:
-    for ext in (".txt", ".lab", ".normalized.txt", ".original.txt"):
-        p = audio.with_suffix(ext)
-        if p.is_file():
-            t = p.read_text(errors="replace").strip()
-            return t or None
-    return None
-
-
-def _num(x) -> Optional[float]:
-    try:
-        v = float(x)
-        return v if np.isfinite(v) else None
-    except (TypeError, ValueError):
-        return None
-
-
-def _str(x) -> Optional[str]:
-    return None if x is None or str(x).strip() == "" else str(x)
-
-
-def _tar_paths(src: str) -> List[Path]:
-    p = Path(src)
-    if p.is_file():
-        return [p]
-    if p.is_dir():
-        return sorted(p.glob("*.tar"))
-    return sorted(Path(x) for x in _glob.glob(src))
-
-
-def list_items(source: Union[str, os.PathLike]) -> Tuple[List[Item], List[Tuple[str, str, str]]]:
-    """Items of a folder / JSONL manifest / tar shards, and listing-time skips
-    ``(id, audio, reason)`` (unreadable manifest lines, duplicate ids, tar keys without audio)."""
-    src = str(source)
-    p = Path(src)
-    items: List[Item] = []
-    skips: List[Tuple[str, str, str]] = []
-    if p.is_file() and p.suffix in (".jsonl", ".json"):
-        for n, line in enumerate(p.read_text(errors="replace").splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                audio = Path(str(row["audio"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
-                skips.append((f"line{n}", str(p), "bad manifest line"))
-                continue
-            if not audio.is_absolute():
-                audio = p.parent / audio
-            uid = _safe_id(row.get("id") or str(Path(str(row["audio"])).with_suffix("")))
-            items.append(Item(uid, str(audio), _str(row.get("text")), _str(row.get("speaker")),
-                              _str(row.get("language")), _num(row.get("duration"))))
-    elif p.is_dir() and not any(p.glob("*.tar")):
-        for f in sorted(x for x in p.rglob("*") if x.suffix.lower() in AUDIO_EXTS and x.is_file()):
-            rel = f.relative_to(p)
-            spk = rel.parts[0] if len(rel.parts) > 1 else None
-            items.append(Item(_safe_id(str(rel.with_suffix(""))), str(f), _read_sidecar_text(f), spk))
-    else:
-        tars = _tar_paths(src)
-        if not tars:
-            raise MetisError(f"{src}: not a folder of audio files, a .jsonl manifest or tar shards")
-        for t in tars:
-            try:
-                with tarfile.open(t) as tf:
-                    groups: Dict[str, dict] = collections.defaultdict(dict)
-                    for m in tf.getmembers():
-                        if not m.isfile():
-                            continue
-                        key, ext = os.path.splitext(m.name)
-                        if ext.lower() == ".json":
-                            groups[key]["json"] = m
-                        elif ext.lower() in AUDIO_EXTS:
-                            groups[key]["audio"] = m
-                    for key in sorted(groups):
-                        g = groups[key]
-                        meta = {}
-                        if "json" in g:
-                            try:
-                                meta = json.loads(tf.extractfile(g["json"]).read().decode("utf-8", "replace"))
-                            except (json.JSONDecodeError, AttributeError):
-                                meta = {}
-                        uid = _safe_id(meta.get("id") or key)
-                        if "audio" not in g:
-                            skips.append((uid, f"tar://{t}#{key}", "no audio in tar"))
-                            continue
-                        items.append(Item(uid, f"tar://{t}#{g['audio'].name}", _str(meta.get("text")),
-                                          _str(meta.get("speaker")), _str(meta.get("language")), _num(meta.get("duration"))))
-            except (tarfile.TarError, OSError) as e:
-                skips.append((t.name, str(t), f"unreadable tar ({type(e).__name__})"))
-    seen, unique = set(), []
-    for it in items:
-        if not it.uid:
-            skips.append((it.uid, it.audio, "empty id"))
-        elif it.uid in seen:
-            skips.append((it.uid, it.audio, "duplicate id"))
-        else:
-            seen.add(it.uid)
-            unique.append(it)
-    return unique, skips
-
-
-class _AudioReader:
-    """Reads files and tar members (one open tar kept) as mono float32 at the native rate."""
-
-    def __init__(self):
-        self._tar: Optional[Tuple[str, tarfile.TarFile]] = None
-
-    def close(self):
-        if self._tar is not None:
-            self._tar[1].close()
-            self._tar = None
-
-    def read(self, ref: str) -> Tuple[np.ndarray, int]:
-        from ..audio import load_audio, to_mono
-
-        if not ref.startswith("tar://"):
-            return load_audio(ref)
-        tpath, _, member = ref[len("tar://"):].rpartition("#")
-        if self._tar is None or self._tar[0] != tpath:
-            self.close()
-            self._tar = (tpath, tarfile.open(tpath))
-        try:
-            data = self._tar[1].extractfile(member).read()
-        except (KeyError, AttributeError, tarfile.TarError, OSError) as e:
-            raise AudioError(f"{ref}: cannot read from the tar ({type(e).__name__})") from None
-        import soundfile as sf
-
-        try:
-            wav, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=False)
-            wav = to_mono(wav)
-        except Exception:  # noqa: BLE001 - let ffmpeg try (mp3 on old libsndfile, opus, ...)
-            fd, tmp = tempfile.mkstemp(suffix=os.path.splitext(member)[1])
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                wav, sr = load_audio(tmp)
-            finally:
-                os.unlink(tmp)
-        if wav.size == 0 or not np.all(np.isfinite(wav)):
-            raise AudioError(f"{ref}: empty or non-finite audio")
-        return wav, int(sr)
-
-
-# --------------------------------------------------------------------------- ledger
-def read_ledger(out: Union[str, Path]) -> Dict[int, dict]:
-    """Finished shards of an output folder: shard index -> ledger record (a cut last line is ignored)."""
-    path = Path(out) / "ledger.jsonl"
-    done: Dict[int, dict] = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                rec = json.loads(line)
-                done[int(rec["shard"])] = rec
-            except (json.JSONDecodeError, KeyError, TypeError, ValueError):
-                continue
-    return done
-
-
-def _append_ledger(out: Path, rec: dict) -> None:
-    path = out / "ledger.jsonl"
-    # a line cut by a kill would glue onto the next record: start on a fresh line
-    lead = ""
-    if path.is_file() and path.stat().st_size > 0:
-        with open(path, "rb") as f:
-            f.seek(-1, os.SEEK_END)
-            lead = "" if f.read(1) == b"\n" else "\n"
-    with open(path, "a") as f:
-        f.write(lead + json.dumps(rec) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def _write_json_atomic(path: Path, obj) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text(json.dumps(obj, indent=1))
-    os.replace(tmp, path)
-
-
-def shard_name(i: int) -> str:
-    return f"shard-{i:05d}"
+    @property
+    def wants_acoustic(self) -> bool:
+        return self.acoustic and self.task != "visual"  # visual-encoder pairs hold no acoustic ids
 
 
 # ---------------------------------------------------------------------- processing
 class _Skip(Exception):
-    """An item that cannot be used; the message is the counted reason."""
+    """An item that cannot be used; the message is the counted reason, ``path`` the file to
+    name in the summary when it is not the item's audio (e.g. its video)."""
+
+    def __init__(self, reason: str, path: Optional[str] = None):
+        super().__init__(reason)
+        self.path = path
 
 
 def _fit(x: torch.Tensor, T: int) -> torch.Tensor:
@@ -334,8 +155,8 @@ class _Worker:
         self.se_sr = SAMPLE_RATE  # the corpus noise generators and rooms work at this rate
         self.metis = Metis.from_pretrained("tts", cfg.model, device=cfg.device, dtype=cfg.dtype,
                                            phone_vocab=cfg.phone_vocab, lazy=True)
-        self.reader = _AudioReader()
-        self.ac_sr = self.metis.sample_rate if cfg.acoustic else None
+        self.reader = AudioReader()
+        self.ac_sr = self.metis.sample_rate if cfg.wants_acoustic else None
         self.rooms = room_bank(cfg.seed, cfg.recipe) if cfg.task == "se" and cfg.recipe.reverb_prob > 0 else []
         self.tok = self.metis._net("phones") if cfg.wants_phones else None
         self.semantic_codec = self.metis._net("semantic_codec")
@@ -402,21 +223,10 @@ class _Worker:
             out["info"] = {k: info[k] for k in ("snr_db", "noise", "rt60")}
         elif cfg.task in ("vc", "tse"):
             partner = self.partners[it.uid]
-            prompt_item = self.items[partner["prompt"]]
             if phones is not None:
-                phones = self.phones(prompt_item, "prompt") + phones
+                phones = self.phones(self.items[partner["prompt"]], "prompt") + phones
                 out["phones"] = phones
-            p16, p24, _ = self.load(prompt_item, "prompt")
-            if phones is not None:
-                start, n = 0, len(p16) // 320
-            else:
-                start, n = crop_prompt(len(p16), SSL_SR, rng, rec.prompt_s)
-            if n < 2:
-                raise _Skip("prompt too short")
-            p16 = p16[start * 320 : (start + n) * 320]
-            if p24 is not None:
-                hop = self.ac_sr // 50
-                p24 = p24[start * hop : (start + n) * hop]
+            p16, p24, n = self.prompt(partner["prompt"], rng, whole=phones is not None)
             if cfg.task == "vc":
                 src, info = perturb_timbre(w16, SSL_SR, rng, rec)
             else:
@@ -428,6 +238,18 @@ class _Worker:
             out["info"] = dict(info, prompt=partner["prompt"], prompt_s=round(n * 0.02, 2))
         return out
 
+    def prompt(self, uid: str, rng: np.random.Generator, whole: bool = False):
+        """(16 kHz, codec-rate or None, frames) of the prompt utterance ``uid``: a random
+        ``recipe.prompt_s`` stretch cut on 20 ms frames, or all of it (``whole``)."""
+        p16, p24, _ = self.load(self.items[uid], "prompt")
+        start, n = (0, len(p16) // 320) if whole else crop_prompt(len(p16), SSL_SR, rng, self.cfg.recipe.prompt_s)
+        if n < 2:
+            raise _Skip("prompt too short")
+        if p24 is not None:
+            hop = self.ac_sr // 50
+            p24 = p24[start * hop : (start + n) * hop]
+        return p16[start * 320 : (start + n) * 320], p24, n
+
     # ---- tokenization
     @torch.no_grad()
     def features(self, wavs: List[np.ndarray]) -> List[torch.Tensor]:
@@ -436,6 +258,15 @@ class _Worker:
         bs = max(1, self.cfg.batch_size)
         for s in range(0, len(wavs), bs):
             feats.extend(f.cpu() for f in self.metis.ssl_features(wavs[s : s + bs]))
+        return feats
+
+    def batch_features(self, wavs: List[np.ndarray]) -> List[torch.Tensor]:
+        """:meth:`features` computed in length order (batches pad little), returned in input order."""
+        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
+        got = self.features([wavs[i] for i in order])
+        feats: List[Optional[torch.Tensor]] = [None] * len(wavs)
+        for k, i in enumerate(order):
+            feats[i] = got[k]
         return feats
 
     @torch.no_grad()
@@ -471,13 +302,8 @@ class _Worker:
                 s["cond"] = len(wavs)
                 wavs.append(p["cond_wav"])
             slots.append(s)
-        # sort by length so batches pad little; restore order afterwards
-        order = sorted(range(len(wavs)), key=lambda i: len(wavs[i]))
-        got = self.features([wavs[i] for i in order])
-        feats: List[Optional[torch.Tensor]] = [None] * len(wavs)
-        for k, i in enumerate(order):
-            feats[i] = got[k]
-        dt = {"float16": torch.float16, "float32": torch.float32, "bfloat16": torch.bfloat16}[cfg.cond_dtype]
+        feats = self.batch_features(wavs)
+        dt = COND_DTYPES[cfg.cond_dtype]
         results = []
         for p, s in zip(plans, slots):
             it: Item = p["item"]
@@ -485,7 +311,7 @@ class _Worker:
             T = int(sem.shape[0])
             u = {"id": it.uid}
             ac = None
-            if cfg.acoustic:
+            if cfg.wants_acoustic:
                 ac = self.metis.acoustic_ids(p["w24"], T).cpu()
             if "prompt" in s:
                 psem = self.ids(feats[s["prompt"]])
@@ -514,6 +340,12 @@ class _Worker:
             results.append((p, u, None))
         return results
 
+    def write_shard(self, path: Path, utts: Sequence[dict]) -> None:
+        from ..checkpoint import save_weights
+        from .data import SHARD_FORMAT
+
+        save_weights(_tensors(utts), path, metadata=SHARD_FORMAT)
+
 
 def _tensors(utts: Sequence[dict]) -> Dict[str, torch.Tensor]:
     tensors = {}
@@ -528,38 +360,6 @@ def _tensors(utts: Sequence[dict]) -> Dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------ run
-def _fingerprint(items: Sequence[Item]) -> str:
-    h = hashlib.sha256()
-    for it in items:
-        h.update(f"{it.uid}\x00{it.audio}\x00{it.text}\x00{it.speaker}\n".encode())
-    return h.hexdigest()[:16]
-
-
-def _check_settings(out: Path, settings: dict) -> None:
-    path = out / "prepare.json"
-    if path.is_file():
-        try:
-            old = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            old = None
-        if old is not None and old != settings:
-            diff = sorted(k for k in set(old) | set(settings) if old.get(k) != settings.get(k))
-            raise MetisError(f"{out} holds a preparation with other settings ({', '.join(diff)}); "
-                             "rerun with the same settings to resume, or choose another --out")
-    _write_json_atomic(path, settings)
-
-
-def _clean_temps(out: Path) -> int:
-    n = 0
-    for p in out.glob(".tmp-*"):
-        try:
-            p.unlink()
-            n += 1
-        except OSError:
-            pass
-    return n
-
-
 def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> dict:
     """Run (or resume) a preparation; returns the summary (also saved as ``summary.json``).
 
@@ -581,10 +381,19 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     items, list_skips = list_items(cfg.input)
     if not items and not list_skips:
         raise MetisError(f"{cfg.input}: no audio found")
-    settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=_fingerprint(items))
-    _check_settings(out, settings)
+    video_task = cfg.task in VIDEO_TASKS
+    if video_task:
+        from .prepare_video import VideoWorker as worker_cls, check_video_config
+    else:
+        worker_cls = _Worker
+    if cfg.visual is not None and cfg.task != "l2s":
+        raise MetisError("--visual (a visual encoder) is only used by --task l2s")
+    settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=fingerprint(items))
+    if video_task:
+        settings.update(check_video_config(cfg, items))
+    check_settings(out, settings)
     if n_parts == 1:  # other parts may be writing right now: their temp files are not stale
-        _clean_temps(out)
+        clean_temps(out)
     done = read_ledger(out)
     size = cfg.shard_items
     n_shards = max(1, -(-len(items) // size))
@@ -606,7 +415,7 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     run_seconds = 0.0
     written = 0
     if todo and items:
-        worker = _Worker(cfg, by_id, partners)
+        worker = worker_cls(cfg, by_id, partners)
         bar = None
         if cfg.progress:
             from tqdm.auto import tqdm
@@ -623,7 +432,7 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
                     for uid, audio, reason in list_skips:
                         rec["skipped"][reason] = rec["skipped"].get(reason, 0) + 1
                         rec["skipped_items"].append([uid, audio, reason])
-                _append_ledger(out, rec)
+                append_ledger(out, rec)
                 run_seconds += rec["seconds"]
                 written += 1
         finally:
@@ -637,7 +446,7 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
         this_run={"shards": written, "seconds_of_audio": round(run_seconds, 2), "wall_s": round(wall, 2),
                   "audio_s_per_s": round(run_seconds / wall, 3) if wall > 0 else None},
     )
-    _write_json_atomic(out / "summary.json", summary)
+    write_json_atomic(out / "summary.json", summary)
     if log is not None:
         log(format_summary(summary))
     return summary
@@ -648,9 +457,9 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
     skipped: collections.Counter = collections.Counter()
     skipped_items: List[list] = []
 
-    def skip(it: Item, reason: str):
+    def skip(it: Item, reason: str, path: Optional[str] = None):
         skipped[reason] += 1
-        skipped_items.append([it.uid, it.audio, reason])
+        skipped_items.append([it.uid, path or it.audio, reason])
 
     utts, metas = [], []
     group = max(1, cfg.batch_size * 4)  # waveforms of one group only are held in memory
@@ -662,7 +471,7 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
                     raise _Skip(pre_skip[it.uid])
                 plans.append(worker.plan(it))
             except _Skip as e:
-                skip(it, str(e))
+                skip(it, str(e), e.path)
                 if bar is not None:
                     bar.update(1)
             except Exception as e:  # noqa: BLE001 - never crash mid-run on one item
@@ -686,14 +495,11 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
     name = shard_name(si)
     file = None
     if utts:
-        from ..checkpoint import save_weights
-        from .data import SHARD_FORMAT
-
-        save_weights(_tensors(utts), out / f"{name}.safetensors", metadata=SHARD_FORMAT)
+        worker.write_shard(out / f"{name}.safetensors", utts)
         file = f"{name}.safetensors"
     elif (out / f"{name}.safetensors").exists():  # left by an earlier, killed attempt
         (out / f"{name}.safetensors").unlink()
-    _write_json_atomic(out / f"{name}.json", {"shard": si, "items": metas})
+    write_json_atomic(out / f"{name}.json", {"shard": si, "items": metas})
     return {
         "shard": si, "file": file, "n_items": len(chunk), "kept": len(utts),
         "seconds": round(sum(m["seconds"] for m in metas), 3), "frames": sum(m["frames"] for m in metas),
@@ -702,44 +508,3 @@ def _run_shard(worker: _Worker, cfg: PrepareConfig, out: Path, si: int, chunk: S
     }
 
 
-def summarize(out: Union[str, Path], n_shards: Optional[int] = None) -> dict:
-    """The summary of an output folder, from its ledger."""
-    done = read_ledger(out)
-    skipped: collections.Counter = collections.Counter()
-    examples: Dict[str, list] = collections.defaultdict(list)
-    speakers = set()
-    seconds = frames = kept = n_items = 0
-    for rec in done.values():
-        seconds += rec["seconds"]
-        frames += rec["frames"]
-        kept += rec["kept"]
-        n_items += rec["n_items"]
-        speakers.update(rec["speakers"])
-        skipped.update(rec["skipped"])
-        for uid, audio, reason in rec["skipped_items"]:
-            if len(examples[reason]) < MAX_EXAMPLES:
-                examples[reason].append(audio)
-    return {
-        "complete": n_shards is not None and len(done) >= n_shards,
-        "shards_done": len(done), "shards_total": n_shards,
-        "utterances": kept, "inputs_seen": n_items, "hours": round(seconds / 3600, 4), "seconds": round(seconds, 2),
-        "frames": frames, "speakers": len(speakers),
-        "skipped": dict(sorted(skipped.items())), "skipped_total": sum(skipped.values()),
-        "skipped_examples": dict(examples),
-    }
-
-
-def format_summary(s: dict) -> str:
-    lines = [
-        f"prepared {s['utterances']} utterances, {s['hours']:.3f} h ({s['seconds']:.1f} s), {s['speakers']} speakers, "
-        f"{s['shards_done']}/{s['shards_total']} shards" + ("" if s["complete"] else " (incomplete: rerun to resume)"),
-    ]
-    r = s.get("this_run")
-    if r and r["shards"]:
-        lines.append(f"this run: {r['shards']} shards, {r['seconds_of_audio']:.1f} s of audio in {r['wall_s']:.1f} s "
-                     f"({r['audio_s_per_s']} s of audio per second)")
-    if s["skipped"]:
-        lines.append(f"skipped {s['skipped_total']}: " + ", ".join(f"{k} {v}" for k, v in s["skipped"].items()))
-        for reason, paths in s.get("skipped_examples", {}).items():
-            lines.append(f"  {reason}: {paths[0]}" + (f" (+{s['skipped'][reason] - 1} more)" if s["skipped"][reason] > 1 else ""))
-    return "\n".join(lines)

@@ -15,12 +15,18 @@ examples:
   metis prepare '/data/emilia/EN/*.tar' --out shards/se --task se --model hub --no-acoustic
   metis prepare corpus/train.jsonl --out shards/tse --task tse --model random:tiny --phone-vocab vocab.json
   metis prepare '/data/emilia/*.tar' --out shards/all --model hub --device cuda:1 --part 1/4   # 4 GPUs
+  metis prepare corpus/train.jsonl --out shards/visual --task visual --model /models/bundle   # lip pairs
+  metis prepare corpus/train.jsonl --out shards/l2s --task l2s --model /models/bundle --visual runs/visual_encoder/final
 
 Input: a folder of audio files (speaker = first sub-folder, transcript = .txt/.lab beside the
 audio), a JSONL manifest (audio, optional id/text/speaker/language/duration), or tar shards
 in the Emilia layout (<key>.mp3|wav|flac + <key>.json). Tasks: none (pre-training / S2A),
 tts (phones), vc, tse, se (a frame condition; vc/tse also a prompt, its length stored as
-<id>/prompt_len). Rerunning the same command resumes an interrupted run.
+<id>/prompt_len), and from a manifest whose items have a "video" (optional "mouth_box"
+[x0, y0, x1, y1], else the face is found): visual (mouth crops + semantic ids for the
+visual-encoder trainer) and l2s (prompt + visual-feature condition for stage-1 L2S; the
+visual encoder from --visual or the model source). Rerunning the same command resumes an
+interrupted run.
 """
 
 
@@ -36,8 +42,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("input", metavar="INPUT", help="audio folder, JSONL manifest, or tar shard(s) (file, folder or glob)")
     p.add_argument("--out", required=True, help="output folder (an existing preparation there is resumed)")
     p.add_argument("--model", default="hub", help="tokenizer source: bundle dir, official dir, 'hub' or 'random:tiny' (default hub)")
-    p.add_argument("--task", default="none", choices=["none", "tts", "vc", "tse", "se"],
-                   help="fine-tuning data recipe (default none: ids only)")
+    p.add_argument("--task", default="none", choices=["none", "tts", "vc", "tse", "se", "visual", "l2s"],
+                   help="fine-tuning data recipe (default none: ids only); visual and l2s need videos in a manifest")
+    p.add_argument("--visual", default=None, metavar="DIR",
+                   help="l2s: visual encoder checkpoint (a visual-encoder run's final/; default: the model source's)")
     p.add_argument("--phones", action="store_true", help="also store phones of transcripts (always on for --task tts)")
     p.add_argument("--no-acoustic", dest="acoustic", action="store_false", help="skip acoustic ids (not needed for stage 1)")
     p.add_argument("--phone-vocab", default=None, help="phone vocabulary JSON (default: the model source's)")
@@ -45,7 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--min-duration", type=float, default=0.5, help="seconds; shorter files are skipped (default 0.5)")
     p.add_argument("--max-duration", type=float, default=30.0, help="seconds; longer files are skipped (default 30)")
     p.add_argument("--shard-size", type=int, default=None,
-                   help="input utterances per shard (default 500; 100 for vc/tse/se, whose frame conditions are large)")
+                   help="input utterances per shard (default 500; 100 for vc/tse/se/visual/l2s, whose items are large)")
     p.add_argument("--seed", type=int, default=0, help="seed of every random choice (default 0)")
     p.add_argument("--cond-dtype", default="float16", choices=["float16", "float32", "bfloat16"], help="storage type of cond")
     p.add_argument("--batch-size", type=int, default=8, help="utterances per SSL forward pass (default 8)")
@@ -87,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = PrepareConfig(
         input=args.input, out=args.out, model=args.model, task=args.task, acoustic=args.acoustic, phones=args.phones,
         language=args.language, min_duration=args.min_duration, max_duration=args.max_duration,
-        shard_size=args.shard_size, seed=args.seed, cond_dtype=args.cond_dtype, recipe=recipe,
+        shard_size=args.shard_size, seed=args.seed, cond_dtype=args.cond_dtype, recipe=recipe, visual=args.visual,
         phone_vocab=args.phone_vocab, device=args.device, dtype=args.dtype, batch_size=args.batch_size,
         progress=not args.quiet and sys.stderr.isatty(), part=(k, n),
     )

@@ -11,7 +11,12 @@ tts    -- (``phones`` of the transcript)           ids of the utterance     obje
 se     noisy + reverberant copy (mixed at 24 kHz)  ids of the clean copy    none (SE has none)
 vc     [prompt ; timbre-perturbed copy]            [prompt ids ; ids]       ``prompt_len``
 tse    [prompt ; target + other speaker at SNR]    [prompt ids ; ids]       ``prompt_len``
+l2s    [zeros ; visual features of the video]      [prompt ids ; ids]       ``prompt_len``
 =====  ==========================================  =======================  ==================
+
+``visual`` makes no TokenDataset items but visual-encoder pairs (mouth crops + semantic
+ids); it and ``l2s`` are built in :mod:`.prepare_video`. The L2S prompt is paired and cut as
+for VC (another utterance of the same speaker, a ``prompt_s`` stretch).
 
 VC and TSE mirror inference (:meth:`metis_speech.pipeline.Metis.vc` / ``tse``): the prompt
 is another utterance of the same speaker, its ids are computed on its own, and the frame
@@ -44,6 +49,7 @@ import numpy as np
 
 __all__ = [
     "TASKS",
+    "PROMPT_TASKS",
     "TaskRecipe",
     "item_rng",
     "pair_items",
@@ -55,7 +61,8 @@ __all__ = [
     "pitch_hz",
 ]
 
-TASKS = ("none", "tts", "vc", "tse", "se")
+TASKS = ("none", "tts", "vc", "tse", "se", "visual", "l2s")
+PROMPT_TASKS = ("vc", "tse", "l2s")  # items made of [prompt of the same speaker ; target]
 FRAME_S = 0.02  # 50 Hz: 320 samples at 16 kHz, 480 at 24 kHz
 
 
@@ -87,14 +94,14 @@ def item_rng(seed: int, uid: str, salt: str = "") -> np.random.Generator:
 def pair_items(
     ids: Sequence[str], speakers: Sequence[Optional[str]], task: str, seed: int
 ) -> Tuple[Dict[str, dict], Dict[str, str]]:
-    """Prompt / interferer partners for VC and TSE.
+    """Prompt / interferer partners for VC, TSE and L2S (a prompt only).
 
     Returns (partners, skipped): ``partners[id] = {"prompt": id2[, "interferer": id3]}``,
     ``skipped[id] = reason`` for items that cannot be used. Other tasks need no partners.
     """
     partners: Dict[str, dict] = {}
     skipped: Dict[str, str] = {}
-    if task not in ("vc", "tse"):
+    if task not in PROMPT_TASKS:
         return partners, skipped
     by_spk: Dict[str, List[str]] = {}
     for uid, spk in zip(ids, speakers):

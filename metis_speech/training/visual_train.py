@@ -14,7 +14,8 @@ Data (``data.synthetic`` or ``data.path``):
   at 25 fps (e.g. from :func:`metis_speech.video.video_to_crops` on the corpus's L2S videos)
   and ``<id>/semantic`` (T,) int64 semantic ids of the same utterance's audio at 50 Hz (from
   a bundle's semantic tokenizer). T may differ from 2N by one frame (cut or repeat-padded);
-  larger differences are skipped with a counted reason.
+  larger differences are skipped with a counted reason. ``metis prepare MANIFEST --task
+  visual`` writes such a folder from videos + audio (:mod:`.prepare_video`).
 - ``data.synthetic``: :func:`synthetic_lip_pairs` (drawn mouths whose opening encodes the ids).
 
 ``objective``: ``vocab`` (default: the preset's semantic codec size), ``label_smoothing``.
@@ -168,7 +169,8 @@ class VisualEncoderTrainer(LoopTrainer):
     def _read_shards(self, path: Path) -> List[Dict[str, torch.Tensor]]:
         from safetensors.torch import load_file
 
-        files = sorted(path.glob("*.safetensors")) if path.is_dir() else [path]
+        # hidden files are temp files of an unfinished write (metis prepare, write_visual_shard)
+        files = sorted(f for f in path.glob("*.safetensors") if not f.name.startswith(".")) if path.is_dir() else [path]
         if not files:
             raise MetisError(f"{path}: no *.safetensors visual shards")
         out = []
