@@ -1,13 +1,9 @@
 """Trainers for the two codecs: the semantic codec (VQ over SSL features) and the acoustic
 codec (DAC-style encoder + residual FVQ + Vocos decoder, trained as a GAN).
 
-Both share :class:`LoopTrainer`, a small loop with the same run-directory layout,
-checkpoint format and resume guarantees as :class:`~metis_speech.training.trainer.Trainer`
-(``<out>/checkpoints/step_XXXXXXXX`` written as ``.tmp-...`` and renamed, ``latest``
-replaced atomically; ``model.safetensors`` holds every network of the run, ``trainer.pt``
-every optimiser and scheduler by name, ``rng_<rank>.pt`` all RNG states, ``meta.json``
-the step and data position), so ``metis train RECIPE --resume`` reproduces an
-uninterrupted run exactly. Subclasses define the networks, the data and ``train_step``.
+Both are :class:`~metis_speech.training.loop.LoopTrainer` subclasses (the run layout,
+checkpoints and exact resume of :class:`~metis_speech.training.trainer.Trainer`); they define
+the networks, the data and ``train_step``.
 
 Recipes (``metis_speech/recipes``): ``model.component`` picks the trainer
 (``semantic_codec``, ``acoustic_codec``, ``visual_encoder``); ``objective`` holds its
@@ -34,30 +30,15 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import random
-import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Union
+from typing import Dict, List, Optional, Union
 
 import numpy as np
 import torch
 from torch import nn
 
-from ..config import config_from_dict, config_to_dict, load_preset
 from ..errors import MetisError
-from .trainer import (
-    TrainConfig,
-    Trainer,
-    begin_checkpoint,
-    publish_checkpoint,
-    read_checkpoint_meta,
-    _Logger,
-    _peak_rss_mb,
-    _set_rng_state,
-    lr_lambda,
-    plot_loss,
-)
+from .loop import LoopTrainer
 
 __all__ = [
     "LoopTrainer",
@@ -66,6 +47,7 @@ __all__ = [
     "synthetic_features",
     "synthetic_audio",
     "codebook_stats",
+    "kmeans",
     "write_feature_shard",
 ]
 
@@ -79,6 +61,36 @@ def codebook_stats(ids: torch.Tensor, codebook_size: int) -> Dict[str, float]:
     p = counts / counts.sum().clamp(min=1)
     ent = -(p[p > 0] * p[p > 0].log()).sum()
     return {"codebook_usage": float((counts > 0).float().mean()), "perplexity": float(ent.exp())}
+
+
+@torch.no_grad()
+def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator, cosine: bool = False) -> torch.Tensor:
+    """Lloyd's k-means. x: (N, d) -> centres (k, d). Initial centres are distinct random
+    points (with replacement when N < k, plus 1% noise); a centre left empty is re-drawn from
+    a random point. ``cosine``: points join the centre of highest cosine similarity (as an
+    L2-normalising VQ looks codes up); centres stay plain means, so that their scale is the
+    inputs' (the VQ outputs the raw codebook row)."""
+    x = x.float()
+    n = x.shape[0]
+    if n == 0:
+        raise ValueError("k-means needs at least one point")
+    xa = torch.nn.functional.normalize(x, dim=1) if cosine else x
+    pick = torch.randperm(n, generator=generator)[:k] if n >= k else torch.randint(0, n, (k,), generator=generator)
+    c = x[pick].clone()
+    if n < k:
+        c += 0.01 * x.std() * torch.randn(c.shape, generator=generator)
+    for _ in range(max(0, int(iters))):
+        if cosine:
+            assign = (xa @ torch.nn.functional.normalize(c, dim=1).t()).argmax(1)
+        else:
+            assign = torch.cdist(x, c).argmin(1)
+        sums = torch.zeros_like(c).index_add_(0, assign, x)
+        counts = torch.bincount(assign, minlength=k).float()
+        empty = counts == 0
+        c = torch.where(empty[:, None], c, sums / counts.clamp(min=1)[:, None])
+        if bool(empty.any()):
+            c[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
+    return c
 
 
 def synthetic_features(n: int = 64, dim: int = 128, min_frames: int = 16, max_frames: int = 48,
@@ -164,231 +176,6 @@ def write_feature_shard(path: Union[str, Path], items) -> Path:
 
 
 # ------------------------------------------------------------------ the loop
-class LoopTrainer:
-    """Shared loop: device/processes (Accelerate), seeding, dynamic batching with a resumable
-    data position, logging, atomic checkpoints of several networks and optimisers, resume.
-
-    Subclasses set ``self.nets`` (``nn.ModuleDict``: everything checkpointed),
-    ``self.optimizers`` / ``self.schedulers`` (dicts by name), ``self.items`` and
-    ``self.lengths`` (batching units per item) in :meth:`build`, and implement
-    :meth:`collate` and :meth:`train_step` (returns a dict of floats with at least ``loss``
-    and ``frames``), plus :meth:`save_final`.
-    """
-
-    frames_unit = "frames"
-    latest_checkpoint = staticmethod(Trainer.latest_checkpoint)
-    idle_schedulers: tuple = ()  # names of schedulers whose optimiser did not step this step
-
-    def __init__(self, cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
-        from accelerate import Accelerator
-
-        self.cfg = cfg
-        self.out = Path(out or cfg.train.out)
-        self.ckpt_dir = self.out / "checkpoints"
-        if cfg.train.grad_accum != 1:
-            raise MetisError(f"{type(self).__name__}: train.grad_accum must be 1 (gradient accumulation is not implemented here)")
-        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = acc = Accelerator(cpu=multi_cpu, mixed_precision=cfg.train.mixed_precision)
-        self.rank, self.world, self.is_main = acc.process_index, acc.num_processes, acc.is_main_process
-        latest = Trainer.latest_checkpoint(self.out)
-        if latest is not None and not resume:
-            raise MetisError(f"{self.out} already holds checkpoints ({latest.name}); pass --resume or choose another --out")
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        acc.wait_for_everyone()
-        seed = cfg.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank + 1)
-        self.skipped: Dict[str, int] = {}
-        self.build()
-        from .data import FrameBatchSampler
-
-        self.sampler = FrameBatchSampler(
-            self.lengths, cfg.data.max_frames, seed=seed, shuffle=cfg.data.shuffle,
-            rank=self.rank, world_size=self.world, max_batch_size=cfg.data.max_batch_size,
-        )
-        self.step, self.epoch, self.pos = 0, 0, 0
-        self._epoch_batches: Optional[list] = None
-        if resume and latest is not None:
-            self.load_state(latest)
-
-    # ------------------------------------------------------------- to override
-    def build(self) -> None:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def collate(self, items: list) -> dict:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def train_step(self, batch: dict) -> Dict[str, float]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def save_final(self) -> Optional[Path]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
-    def extra_state(self) -> dict:
-        """Trainer state beyond networks/optimisers that a checkpoint must carry (main process)."""
-        return {}
-
-    def load_extra_state(self, state: dict) -> None:
-        pass
-
-    # ------------------------------------------------------------- helpers
-    def preset_config(self, component: str, overrides: Optional[dict] = None):
-        d = config_to_dict(load_preset(self.cfg.model.preset, component))
-        d.update(overrides or {})
-        return config_from_dict(d)
-
-    def make_optimizer(self, params, o=None, lr=None, betas=None):
-        """AdamW + warm-up/decay LambdaLR from an OptimSection (or its fields overridden)."""
-        o = o or self.cfg.optim
-        opt = torch.optim.AdamW(
-            [p for p in params if p.requires_grad], lr=lr or o.lr, betas=tuple(betas or o.betas),
-            eps=o.eps, weight_decay=o.weight_decay,
-        )
-        total = self.cfg.train.max_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, o.warmup_steps, total, o.decay, o.min_lr_ratio))
-        return opt, sched
-
-    def clip(self, module: nn.Module) -> Optional[float]:
-        c = self.cfg.optim.grad_clip
-        if not c:
-            return None
-        return float(self.accelerator.clip_grad_norm_(module.parameters(), c))
-
-    def skip(self, reason: str) -> None:
-        self.skipped[reason] = self.skipped.get(reason, 0) + 1
-
-    def unwrap(self, module: nn.Module) -> nn.Module:
-        return self.accelerator.unwrap_model(module)
-
-    def _next_batch(self) -> dict:
-        while True:
-            if self._epoch_batches is None:
-                self._epoch_batches = self.sampler.epoch_batches(self.epoch)
-            if self.pos >= len(self._epoch_batches):
-                self.epoch, self.pos, self._epoch_batches = self.epoch + 1, 0, None
-                continue
-            idx = self._epoch_batches[self.pos]
-            self.pos += 1
-            return self.collate([self.items[i] for i in idx])
-
-    # ------------------------------------------------------------------ loop
-    def train(self, until: Optional[int] = None) -> dict:
-        """Run to ``until`` (default ``train.max_steps``) steps; returns a summary like Trainer's."""
-        acc, c = self.accelerator, self.cfg.train
-        target = min(until or c.max_steps, c.max_steps)
-        logger = _Logger(self.out, self.is_main)
-        bar = None
-        if self.is_main and c.progress:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(total=target, initial=self.step, desc="train", dynamic_ncols=True)
-        for m in self.nets.values():
-            m.train()
-        frames_total, t_start, last = 0, time.perf_counter(), {}
-        while self.step < target:
-            t0 = time.perf_counter()
-            batch = {k: (v.to(acc.device) if torch.is_tensor(v) else v) for k, v in self._next_batch().items()}
-            stats = self.train_step(batch)
-            for k, s in self.schedulers.items():
-                if k not in self.idle_schedulers:
-                    s.step()
-            self.step += 1
-            keys = sorted(stats)
-            vec = torch.tensor([float(stats[k]) for k in keys], device=acc.device)
-            if self.world > 1:
-                vec = acc.reduce(vec, reduction="mean")
-            stats = dict(zip(keys, vec.tolist()))
-            stats["frames"] = stats["frames"] * self.world
-            dt = time.perf_counter() - t0
-            frames_total += stats["frames"]
-            last = {"step": self.step, **stats, "lr": next(iter(self.schedulers.values())).get_last_lr()[0],
-                    "frames_per_s": stats["frames"] / max(dt, 1e-9), "epoch": self.epoch}
-            if self.step % c.log_every == 0 or self.step == target:
-                logger.log(last)
-            if bar is not None:
-                bar.update(1)
-                bar.set_postfix(loss=f"{last['loss']:.3f}")
-            if self.step % c.checkpoint_every == 0 or self.step == target:
-                self.save_state()
-        if bar is not None:
-            bar.close()
-        logger.close()
-        elapsed = time.perf_counter() - t_start
-        summary = {
-            "step": self.step,
-            "last": last,
-            "frames_per_s": frames_total / elapsed if elapsed > 0 and frames_total else 0.0,
-            "frames_unit": self.frames_unit,
-            "skipped": dict(self.skipped),
-            "peak_rss_mb": _peak_rss_mb(),
-        }
-        if self.step >= c.max_steps:
-            acc.wait_for_everyone()
-            if self.is_main:
-                self.save_final()
-                plot_loss(self.out, ylabel="training loss")
-        return summary
-
-    # ----------------------------------------------------------- checkpoints
-    def save_state(self) -> Path:
-        """Write a resumable checkpoint atomically (all processes take part)."""
-        from ..checkpoint import save_weights
-
-        acc = self.accelerator
-        name, tmp, final = begin_checkpoint(acc, self.ckpt_dir, self.step, self.is_main, self.rank, self.generator)
-        if self.is_main:
-            nets = {k: self.unwrap(m) for k, m in self.nets.items()}
-            save_weights({f"{k}.{n}": t for k, m in nets.items() for n, t in m.state_dict().items()}, tmp / "model.safetensors")
-            torch.save(
-                {
-                    "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
-                    "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
-                    "extra": self.extra_state(),
-                },
-                tmp / "trainer.pt",
-            )
-            meta = {"step": self.step, "epoch": self.epoch, "pos": self.pos, "world_size": self.world,
-                    "skipped": self.skipped, "config": self.cfg.to_dict()}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        return publish_checkpoint(acc, self.ckpt_dir, name, tmp, final, self.cfg.train.keep_checkpoints, self.is_main)
-
-    def load_state(self, directory: Union[str, Path]) -> None:
-        """Restore every network, optimiser and scheduler, the RNG states and the data position."""
-        from ..checkpoint import load_state_dict_strict, read_weights
-
-        directory = Path(directory)
-        meta = read_checkpoint_meta(directory, self.world)
-        state = read_weights(directory / "model.safetensors")
-        for k, m in self.nets.items():
-            sub = {n[len(k) + 1 :]: t for n, t in state.items() if n.startswith(k + ".")}
-            load_state_dict_strict(self.unwrap(m), sub, f"{directory} ({k})")
-        st = torch.load(directory / "trainer.pt", map_location="cpu", weights_only=False)
-        missing = sorted(set(self.optimizers) - set(st["optimizers"])) + sorted(set(self.schedulers) - set(st["schedulers"]))
-        if missing:
-            raise MetisError(f"{directory}: checkpoint lacks optimiser/scheduler state for {missing}")
-        for k, o in self.optimizers.items():
-            o.load_state_dict(st["optimizers"][k])
-        for k, s in self.schedulers.items():
-            s.load_state_dict(st["schedulers"][k])
-        self.load_extra_state(st.get("extra") or {})
-        _set_rng_state(torch.load(directory / f"rng_{self.rank}.pt", weights_only=False), self.generator)
-        self.step, self.epoch, self.pos = meta["step"], meta["epoch"], meta["pos"]
-        self.skipped = dict(meta.get("skipped", {}))
-        self._epoch_batches = None
-
-    def init_from(self, module: nn.Module, src: Optional[str]) -> None:
-        """Fill ``module`` from a save_checkpoint directory or a .safetensors file (strict)."""
-        if not src:
-            return
-        from ..checkpoint import load_weights
-
-        path = Path(src)
-        load_weights(module, path / "model.safetensors" if path.is_dir() else path)
-
-
 # ------------------------------------------------------------ semantic codec
 class SemanticCodecTrainer(LoopTrainer):
     """RepCodec training: features (B, T, H) -> encoder -> VQ -> decoder; loss = masked MSE
@@ -541,6 +328,10 @@ ACOUSTIC_OBJECTIVE = {
     "disc_betas": None,  # default optim.betas
     "dead_code_restart_every": 0,  # >0: every N steps, codes unused in those N steps are
     # re-drawn from the current batch's quantizer inputs (Jukebox/Encodec-style; 0 = off)
+    "kmeans_init": False,  # before the first step, set every RVQ stage's codebook to k-means
+    # centres of its inputs over the training audio (SoundStream/Encodec-style)
+    "kmeans_frames": 20000,  # at most this many codec frames of the data for k-means
+    "kmeans_iters": 10,
     "mpd_width": 1.0,
     "mrd_width": 1.0,
     "periods": [2, 3, 5, 7, 11],
@@ -558,6 +349,9 @@ class AcousticCodecTrainer(LoopTrainer):
     schedule) on real vs detached fake, then generator step with
     ``mel_weight·mel + stft_weight·MR-STFT + adv_weight·adv + fm_weight·FM + vq_weight·VQ``.
     Before ``disc_start`` only the reconstruction and VQ terms train the generator.
+    With ``kmeans_init``, every stage's codebook starts as k-means centres of that stage's
+    inputs over up to ``kmeans_frames`` codec frames of the training audio (stage by stage,
+    each on the previous stages' residual; same on every process; only in a fresh run).
     With ``dead_code_restart_every`` = N > 0, codes of any stage unused for N steps are
     re-drawn from that stage's current inputs (without it the tiny codec's RVQ collapses to
     one code per stage within ~30 steps on synthetic tones); the usage counters are
@@ -653,6 +447,37 @@ class AcousticCodecTrainer(LoopTrainer):
         self.code_usage.zero_()
         return n
 
+    @torch.no_grad()
+    def _kmeans_init(self) -> None:
+        """Codebooks <- k-means of each stage's in-projected inputs (see the class docstring)."""
+        gen = self.unwrap(self.nets["generator"])
+        q = gen.decoder.quantizer
+        dev = self.accelerator.device
+        budget = int(self.obj["kmeans_frames"]) * self.hop
+        g = torch.Generator().manual_seed(int(self.cfg.train.seed) * 7919)  # equal on every rank
+        was = gen.training
+        gen.eval()
+        latents, used = [], 0
+        for w in self.items:
+            if used >= budget:
+                break
+            w = w[: budget - used]
+            if w.numel() < self.hop:
+                continue
+            latents.append(gen.encoder(w.to(dev)[None, None]).float())  # (1, D, T)
+            used += w.numel()
+        if not latents:
+            gen.train(was)
+            return
+        residual = torch.cat([z[0].t() for z in latents])[None].transpose(1, 2)  # (1, D, N)
+        for stage in q.quantizers:
+            z_e = stage.in_project(residual)
+            flat = z_e[0].t().cpu()
+            centres = kmeans(flat, stage.codebook_size, int(self.obj["kmeans_iters"]), g, cosine=stage.l2_normalize)
+            stage.codebook.weight.copy_(centres.to(stage.codebook.weight))
+            residual = residual - stage(residual).quantized
+        gen.train(was)
+
     def _load_items(self):
         d = self.cfg.data
         if d.synthetic is not None:
@@ -696,6 +521,8 @@ class AcousticCodecTrainer(LoopTrainer):
         gen, disc = self.nets["generator"], self.nets["discriminator"]
         opt_g, opt_d = self.optimizers["generator"], self.optimizers["discriminator"]
         wav = batch["wav"]
+        if self.step == 0 and o["kmeans_init"]:
+            self._kmeans_init()
         adversarial = self.step >= int(o["disc_start"])
         # the discriminator's warm-up/decay schedule starts with its first step
         self.idle_schedulers = () if adversarial else ("discriminator",)

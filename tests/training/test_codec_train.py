@@ -12,6 +12,7 @@ from metis_speech.training.codec_train import (
     AcousticCodecTrainer,
     SemanticCodecTrainer,
     codebook_stats,
+    kmeans,
     synthetic_audio,
 )
 from metis_speech.training.discriminators import (
@@ -186,6 +187,40 @@ def test_acoustic_codec_gan_trains_and_checkpoint_loads(tmp_path):
         codes = dec.quantize(enc(wav))
         assert codes.shape == (1, wav.shape[-1] // enc.hop_length, dec.cfg.num_quantizers)
         assert dec.decode(codes).shape == (1, 1, wav.shape[-1])
+
+
+def test_kmeans_recovers_separated_clusters():
+    g = torch.Generator().manual_seed(0)
+    true = torch.tensor([[5.0, 0.0], [0.0, 5.0], [-5.0, -5.0]])
+    x = torch.cat([c + 0.1 * torch.randn(200, 2, generator=g) for c in true])
+    c = kmeans(x, 3, 10, torch.Generator().manual_seed(1))
+    # every true centre has a found centre within 0.1
+    assert torch.cdist(true, c).min(1).values.max() < 0.1
+    # cosine assignment keeps plain means (the inputs' scale): here 2 directions, 3 scales
+    d = torch.cat([torch.tensor([[1.0, 0.0]]) * torch.linspace(1, 3, 50)[:, None],
+                   torch.tensor([[0.0, 1.0]]) * torch.linspace(1, 3, 50)[:, None]])
+    c = kmeans(d, 2, 10, torch.Generator().manual_seed(0), cosine=True)
+    assert sorted(c.norm(dim=1).round().tolist()) == [2.0, 2.0]
+    # fewer points than centres: with replacement, still k rows
+    assert kmeans(x[:2], 5, 3, torch.Generator().manual_seed(0)).shape == (5, 2)
+
+
+def test_acoustic_codec_kmeans_init_spreads_codes(tmp_path):
+    """k-means init before step 1: every RVQ stage uses most of its codebook on the data it
+    was fitted on (random init: perplexity ~7-12 of 256 on these tones)."""
+    tr = make_trainer(acoustic_config(tmp_path / "km", 1, 10, kmeans_init=True, kmeans_frames=2000))
+    gen = tr.unwrap(tr.nets["generator"])
+
+    def perplexities():
+        with torch.no_grad():
+            z = torch.cat([gen.encoder(w[None, None]) for w in tr.items], -1)
+            ids = gen.decoder.quantizer.encode(z)
+        return [codebook_stats(ids[..., i], tr.dec_cfg.codebook_size)["perplexity"] for i in range(ids.shape[-1])]
+
+    before = perplexities()
+    tr._kmeans_init()
+    after = perplexities()
+    assert min(after) > 2 * max(before) and min(after) > 50, (before, after)
 
 
 def test_acoustic_codec_kill_and_resume_matches_both_optimisers(tmp_path):
