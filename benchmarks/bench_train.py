@@ -7,8 +7,9 @@
 Each packaged recipe is run as written except: synthetic data of the recipe's kind (real
 shards are not needed to time a step), ``--steps`` timed optimiser steps after one untimed
 warm-up step, no checkpoint writing, ``--mixed-precision`` (default: ``no`` on CPU, the
-recipe's own on GPU) and, at official sizes, ``--max-frames`` per micro-batch (the recipes'
-GPU batch sizes do not fit a CPU's time budget). The acoustic codec is timed with its
+recipe's own on GPU) and, at official sizes, ``--max-frames`` token frames per micro-batch
+(the recipes' GPU batch sizes do not fit a CPU's time budget; the acoustic codec gets 1/15 of
+it in codec frames, the visual encoder 1/6 in video frames). The acoustic codec is timed with its
 discriminators on (``disc_start: 0``), its steady state. Every measurement runs in a fresh
 subprocess so that its peak resident memory (ru_maxrss) is its own. Throughput is the
 median over the timed steps of frames / step time, in the trainer's unit (50 Hz token
@@ -75,7 +76,9 @@ def one(spec: dict) -> dict:
     data["synthetic"] = dict(SYNTHETIC[kind][1 if official else 0])
     data["min_utt_frames"] = 1
     if official and spec.get("max_frames"):
-        data["max_frames"] = int(spec["max_frames"]) if kind != "acoustic_codec" else data.get("max_frames", 800)
+        # CPU-sized batches: token frames as given; codec / video frames scaled to a similar step time
+        scale = {"acoustic_codec": 1 / 15, "visual_encoder": 1 / 6}.get(kind, 1.0)
+        data["max_frames"] = max(1, int(int(spec["max_frames"]) * scale))
     d["data"] = data
     out = tempfile.mkdtemp(prefix="bench_train_")
     if d["model"].get("init_from"):

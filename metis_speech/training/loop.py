@@ -14,12 +14,10 @@ from __future__ import annotations
 
 import json
 import os
-import random
 import time
 from pathlib import Path
 from typing import Dict, Optional, Union
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -31,6 +29,7 @@ from .trainer import (
     begin_checkpoint,
     publish_checkpoint,
     read_checkpoint_meta,
+    start_run,
     _Logger,
     _peak_rss_mb,
     _set_rng_state,
@@ -57,27 +56,10 @@ class LoopTrainer:
     idle_schedulers: tuple = ()  # names of schedulers whose optimiser did not step this step
 
     def __init__(self, cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
-        from accelerate import Accelerator
-
-        self.cfg = cfg
-        self.out = Path(out or cfg.train.out)
-        self.ckpt_dir = self.out / "checkpoints"
         if cfg.train.grad_accum != 1:
             raise MetisError(f"{type(self).__name__}: train.grad_accum must be 1 (gradient accumulation is not implemented here)")
-        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.accelerator = acc = Accelerator(cpu=multi_cpu, mixed_precision=cfg.train.mixed_precision)
-        self.rank, self.world, self.is_main = acc.process_index, acc.num_processes, acc.is_main_process
-        latest = Trainer.latest_checkpoint(self.out)
-        if latest is not None and not resume:
-            raise MetisError(f"{self.out} already holds checkpoints ({latest.name}); pass --resume or choose another --out")
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        acc.wait_for_everyone()
+        latest = start_run(self, cfg, out, resume)
         seed = cfg.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank + 1)
         self.skipped: Dict[str, int] = {}
         self.build()
         from .data import FrameBatchSampler

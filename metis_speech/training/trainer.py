@@ -342,6 +342,38 @@ def plot_loss(out: Union[str, Path], ylabel: str = "masked-token cross-entropy")
 
 
 # ------------------------------------------------------------------ trainer
+def start_run(trainer, cfg: TrainConfig, out, resume: bool, find_unused_parameters: bool = False) -> Optional[Path]:
+    """Common start of every trainer: sets ``cfg``, ``out``, ``ckpt_dir``, ``accelerator``,
+    ``rank``, ``world``, ``is_main`` and ``generator`` (the objective's CPU generator, one
+    stream per rank) on ``trainer``, seeds python/numpy/torch, creates the run directory and
+    returns the checkpoint to resume from (None for a fresh run; an error when the directory
+    holds checkpoints and ``resume`` is off)."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    trainer.cfg = cfg
+    trainer.out = Path(out or cfg.train.out)
+    trainer.ckpt_dir = trainer.out / "checkpoints"
+    # several processes but no GPU (torchrun / ``accelerate launch --multi_gpu`` on a CPU
+    # machine): Accelerate needs cpu=True to pick MULTI_CPU with the gloo backend
+    multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
+    handlers = [DistributedDataParallelKwargs(find_unused_parameters=True)] if find_unused_parameters else []
+    trainer.accelerator = acc = Accelerator(cpu=multi_cpu, mixed_precision=cfg.train.mixed_precision, kwargs_handlers=handlers)
+    trainer.rank, trainer.world, trainer.is_main = acc.process_index, acc.num_processes, acc.is_main_process
+    latest = Trainer.latest_checkpoint(trainer.out)
+    if latest is not None and not resume:
+        raise MetisError(f"{trainer.out} already holds checkpoints ({latest.name}); pass --resume or choose another --out")
+    if trainer.is_main:
+        trainer.out.mkdir(parents=True, exist_ok=True)
+    acc.wait_for_everyone()
+    seed = cfg.train.seed
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    trainer.generator = torch.Generator().manual_seed(seed * 7919 + trainer.rank + 1)
+    return latest if resume else None
+
+
 # model.component -> trainer of networks not trained through objectives.py (same run layout)
 LOOP_TRAINERS = {
     "semantic_codec": "metis_speech.training.codec_train:SemanticCodecTrainer",
@@ -366,40 +398,13 @@ class Trainer:
     """Builds model, objective, data and optimiser from a TrainConfig and runs the loop."""
 
     def __init__(self, cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs
-
-        self.cfg = cfg
-        self.out = Path(out or cfg.train.out)
-        self.ckpt_dir = self.out / "checkpoints"
-        # several processes but no GPU (torchrun / ``accelerate launch --multi_gpu`` on a CPU
-        # machine): Accelerate needs cpu=True to pick MULTI_CPU with the gloo backend
-        multi_cpu = int(os.environ.get("WORLD_SIZE", "1")) > 1 and not torch.cuda.is_available()
-        self.model_cfg = self._model_config()
         from ..config import S2AConfig
 
+        self.cfg = cfg
+        self.model_cfg = self._model_config()
         # S2A trains one RVQ layer's embedding/head per batch: the others get no gradient
-        unused = isinstance(self.model_cfg, S2AConfig)
-        self.accelerator = Accelerator(
-            cpu=multi_cpu,
-            mixed_precision=cfg.train.mixed_precision,
-            kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=unused)],
-        )
-        acc = self.accelerator
-        self.rank, self.world = acc.process_index, acc.num_processes
-        self.is_main = acc.is_main_process
-        latest = self.latest_checkpoint(self.out)
-        if latest is not None and not resume:
-            raise MetisError(f"{self.out} already holds checkpoints ({latest.name}); pass --resume or choose another --out")
-        if self.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-        acc.wait_for_everyone()
-
-        seed = cfg.train.seed
-        random.seed(seed)
-        np.random.seed(seed)
-        torch.manual_seed(seed)
-        self.generator = torch.Generator().manual_seed(seed * 7919 + self.rank + 1)
+        latest = start_run(self, cfg, out, resume, find_unused_parameters=isinstance(self.model_cfg, S2AConfig))
+        acc, seed = self.accelerator, cfg.train.seed
 
         self.net, self.new_keys = self._build_network()
         self.model = self._apply_finetune(self.net)
@@ -449,7 +454,7 @@ class Trainer:
         return config_from_dict(base)
 
     def _build_network(self):
-        from ..checkpoint import check_keys, load_weights
+        from ..checkpoint import load_weights
         from ..loading import build_model
 
         net = build_model(self.model_cfg)
