@@ -18,6 +18,13 @@ Stage 1, per sample b with valid length T_b:
   condition, phone prefix in front for TTS;
   loss = cross-entropy over masked valid frames (mean over frames of the batch).
 
+Mixed batches (omni training on a task mixture): an item without a frame condition
+(``cond_mask`` False) gets no adapter output at all, exactly as inference without ``cond``
+(the adapter of a zero input is not zero: its biases); an item without phones has phone
+length 0, so the whole prefix is masked out as keys for it (with rotary positions its
+attention is then that of the item alone); an item without a fixed prompt (``prompt_len``
+0) gets a random prompt like an unlabelled item.
+
 Samples drawn without a prompt are the "unconditional" ones that make guidance possible; at
 inference the unconditional pass drops the prompt AND the phones but keeps the frame condition
 (§5), so by default (``drop_phones_with_prompt``) those samples also lose their phone prefix
@@ -134,8 +141,10 @@ class Stage1Objective(nn.Module):
     """Masked semantic-token modelling (pre-training and every fine-tuning task).
 
     Batch keys: ``semantic`` (B, T) long, ``lengths`` (B,); optional ``phones`` (B, Np) long
-    with ``phone_lengths`` (B,), ``cond`` (B, T, C) float. Plan keys (from :meth:`sample`):
-    ``t`` (B,), ``prompt_len`` (B,), ``masked`` (B, T) bool, ``keep_phones`` (B,) bool.
+    with ``phone_lengths`` (B,) (0 = no phones), ``cond`` (B, T, C) float with ``cond_mask``
+    (B,) bool (absent = every item has its condition), ``prompt_len`` (B,) long (fixed
+    prompts; 0 = none fixed). Plan keys (from :meth:`sample`): ``t`` (B,), ``prompt_len``
+    (B,), ``masked`` (B, T) bool, ``keep_phones`` (B,) bool.
     """
 
     def __init__(self, model: nn.Module, drop_phones_with_prompt: bool = True):
@@ -156,9 +165,11 @@ class Stage1Objective(nn.Module):
         prompt_len = sample_prompt_lengths(lengths, cfg.prompt_prob, None, 0.4, generator, low_cap=5)
         if "prompt_len" in batch:
             # shards with a real prompt (VC/TSE): keep it exactly where a random prompt was
-            # drawn (probability prompt_prob), none otherwise (unconditional samples for guidance)
+            # drawn (probability prompt_prob), none otherwise (unconditional samples for guidance);
+            # items without a fixed prompt (0, in a mixed batch) keep their random one
             given = batch["prompt_len"].long().cpu()
-            prompt_len = torch.where(prompt_len > 0, given, torch.zeros_like(given))
+            fixed = torch.where(prompt_len > 0, given, torch.zeros_like(given))
+            prompt_len = torch.where(given > 0, fixed, prompt_len)
         masked = sample_masks(lengths, prompt_len, ratio, T, generator)
         keep_phones = (prompt_len > 0) | (not self.drop_phones_with_prompt)
         return {"t": t, "prompt_len": prompt_len, "masked": masked, "keep_phones": keep_phones}
@@ -174,7 +185,9 @@ class Stage1Objective(nn.Module):
         t = plan["t"].to(device)
         x = net.embed_tokens(ids, masked)
         if batch.get("cond") is not None and net.has_adapter:
-            x = x + net.adapt(batch["cond"].to(x.dtype))
+            adapted = x + net.adapt(batch["cond"].to(x.dtype))  # (B, T, H)
+            has = batch.get("cond_mask")
+            x = adapted if has is None else torch.where(has.to(device)[:, None, None], adapted, x)
         prefix = prefix_mask = None
         if batch.get("phones") is not None and net.cfg.use_phone_cond:
             phones = batch["phones"]

@@ -81,13 +81,66 @@ class FinetuneSection:
 
 @dataclass
 class DataSection:
+    """Exactly one of ``path``, ``synthetic`` or ``sources``.
+
+    ``sources`` is a task mixture (omni training), a list of entries
+    ``{path: DIR | synthetic: {...}, weight: 1.0, name: ..., require: [...]}``: each epoch
+    gives every source a share of the frames proportional to its weight
+    (:class:`~metis_speech.training.data.MixtureBatchSampler`); ``name`` defaults to the
+    folder name (``synthetic<i>`` for synthetic entries); ``require`` lists the fields its
+    utterances must have (e.g. ``[phones]`` for TTS, ``[cond]`` for SE, ``[phones, cond]``
+    for text-guided TSE), by default what ``data.path`` would require of the model, or only
+    semantic ids for a model with both the phone prefix and the adapter (omni).
+    """
+
     path: Optional[str] = None  # shard directory (see training/data.py)
     synthetic: Optional[Dict[str, Any]] = None  # synthetic_utterances(**synthetic) instead of path
+    sources: Optional[List[Dict[str, Any]]] = None  # task mixture (see above) instead of path
     max_frames: int = 4000  # padded frames (B * T_max) per micro-batch
     max_batch_size: Optional[int] = None
     min_utt_frames: int = 4
     max_utt_frames: Optional[int] = None
     shuffle: bool = True
+
+    SOURCE_KEYS = ("path", "synthetic", "weight", "name", "require")
+
+    def source_names(self) -> List[str]:
+        """Each source's name: ``name``, else its folder's name, else ``synthetic<i>``."""
+        names = []
+        for i, e in enumerate(self.sources or []):
+            names.append(str(e.get("name") or (Path(e["path"]).name if e.get("path") else f"synthetic{i}")))
+        return names
+
+    def check(self, where: str = "config") -> None:
+        """ConfigError unless exactly one data origin is given and every source entry is well formed."""
+        from .data import FIELDS
+
+        if sum(x is not None for x in (self.path, self.synthetic, self.sources)) != 1:
+            raise ConfigError(f"{where}: give exactly one of data.path, data.synthetic and data.sources")
+        if self.sources is None:
+            return
+        if not isinstance(self.sources, list) or not self.sources:
+            raise ConfigError(f"{where}: data.sources must be a non-empty list of {{path|synthetic, weight, name, require}}")
+        for i, e in enumerate(self.sources):
+            w = f"{where}: data.sources[{i}]"
+            if not isinstance(e, dict):
+                raise ConfigError(f"{w}: expected a mapping")
+            unknown = sorted(set(e) - set(self.SOURCE_KEYS))
+            if unknown:
+                raise ConfigError(f"{w}: unknown field(s) {unknown}; known: {list(self.SOURCE_KEYS)}")
+            if (e.get("path") is None) == (e.get("synthetic") is None):
+                raise ConfigError(f"{w}: give exactly one of path and synthetic")
+            if e.get("synthetic") is not None and not isinstance(e["synthetic"], dict):
+                raise ConfigError(f"{w}: synthetic must be a mapping of synthetic_utterances arguments")
+            weight = e.get("weight", 1.0)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not math.isfinite(weight) or weight <= 0:
+                raise ConfigError(f"{w}: weight must be a positive number, got {weight!r}")
+            req = e.get("require")
+            if req is not None and (not isinstance(req, list) or not set(req) <= set(FIELDS)):
+                raise ConfigError(f"{w}: require must be a list of fields among {list(FIELDS)}, got {req!r}")
+        names = self.source_names()
+        if len(set(names)) != len(names):
+            raise ConfigError(f"{where}: data.sources names must be unique, got {names} (set name: per entry)")
 
 
 @dataclass
@@ -178,8 +231,7 @@ def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
         raise ConfigError(f"{where}: LoRA fine-tuning needs model.init_from (the pre-trained weights)")
     if cfg.optim.decay not in ("cosine", "linear", "constant"):
         raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
-    if (cfg.data.path is None) == (cfg.data.synthetic is None):
-        raise ConfigError(f"{where}: give exactly one of data.path and data.synthetic")
+    cfg.data.check(where)
     return cfg
 
 
@@ -493,8 +545,11 @@ class Trainer:
         return model
 
     def _build_dataset(self):
+        """The TokenDataset of ``data.path`` / ``data.synthetic``, or the MixtureDataset of
+        ``data.sources`` (whose batches ``self.mixture_sampler`` then plans; else None). A
+        path or synthetic set given on top of sources (``metis train --data``) replaces them."""
         from ..config import S2AConfig
-        from .data import TokenDataset, synthetic_utterances
+        from .data import MixtureBatchSampler, MixtureDataset, TokenDataset, synthetic_utterances
 
         mc, d = self.model_cfg, self.cfg.data
         if isinstance(mc, S2AConfig):
@@ -504,8 +559,9 @@ class Trainer:
             require = ("semantic",) + (("phones",) if mc.use_phone_cond else ()) + (("cond",) if mc.adapter != "none" else ())
             vocab, avocab, pvocab = mc.codebook_size, None, mc.phone_vocab_size
         kw = dict(require=require, min_frames=d.min_utt_frames, max_frames=d.max_utt_frames, vocab=vocab, acoustic_vocab=avocab, phone_vocab=pvocab)
-        if d.synthetic is not None:
-            syn = dict(d.synthetic)
+
+        def synthetic(spec: dict, **defaults):
+            syn = dict(defaults, **spec)
             syn.setdefault("vocab", vocab)
             if isinstance(mc, S2AConfig):
                 syn.setdefault("num_quantizers", mc.num_quantizers)
@@ -513,8 +569,39 @@ class Trainer:
             else:
                 syn.setdefault("phones", mc.use_phone_cond)
                 syn.setdefault("cond_dim", mc.cond_dim if mc.adapter != "none" else 0)
-            return TokenDataset(items=synthetic_utterances(**syn), **kw)
-        return TokenDataset(path=d.path, **kw)
+            return synthetic_utterances(**syn)
+
+        self.mixture_sampler = None
+        if d.path is not None or d.synthetic is not None or not d.sources:
+            if d.synthetic is not None:
+                return TokenDataset(items=synthetic(d.synthetic), **kw)
+            return TokenDataset(path=d.path, **kw)
+        # a task mixture: each source with its own requirements
+        omni = not isinstance(mc, S2AConfig) and mc.use_phone_cond and mc.adapter != "none"
+        names, parts = d.source_names(), []
+        for name, e in zip(names, d.sources):
+            req = tuple(e["require"]) if e.get("require") is not None else (("semantic",) if omni else require)
+            skw = dict(kw, require=tuple(dict.fromkeys(("semantic",) + req)))
+            if e.get("synthetic") is not None:
+                ds = TokenDataset(items=synthetic(e["synthetic"], id_prefix=f"{name}-"), **skw)
+            else:
+                ds = TokenDataset(path=e["path"], **skw)
+            if not len(ds):
+                raise MetisError(f"data source {name!r}: no usable utterances (skipped: {dict(ds.skipped)})")
+            parts.append(ds)
+        mix = MixtureDataset(parts, names, [float(e.get("weight", 1.0)) for e in d.sources])
+        self.mixture_sampler = MixtureBatchSampler(
+            mix.lengths,
+            mix.sources,
+            mix.weights,
+            d.max_frames,
+            seed=self.cfg.train.seed,
+            shuffle=d.shuffle,
+            rank=self.rank,
+            world_size=self.world,
+            max_batch_size=d.max_batch_size,
+        )
+        return mix
 
     def _build_samples(self):
         """The run's SampleWriter (main process, ``train.samples`` set), else None."""
@@ -540,7 +627,8 @@ class Trainer:
 
         while True:
             if self._epoch_batches is None:
-                self._epoch_batches = self.sampler.epoch_batches(self.epoch)
+                sampler = self.sampler if self.mixture_sampler is None else self.mixture_sampler
+                self._epoch_batches = sampler.epoch_batches(self.epoch)
             if self.pos >= len(self._epoch_batches):
                 self.epoch += 1
                 self.pos = 0
@@ -553,6 +641,15 @@ class Trainer:
                 self.empty_batches += 1
                 continue
             return batch
+
+    def _source_frames(self) -> Dict[str, int]:
+        """Log fields ``frames_seen/<source>``: frames of each mixture source in the batches
+        all processes have taken so far (a function of epoch and position, so exact after a
+        resume); empty without a mixture."""
+        if getattr(self, "mixture_sampler", None) is None:
+            return {}
+        seen = self.mixture_sampler.frames_seen(self.epoch, self.pos)
+        return {f"frames_seen/{n}": int(v) for n, v in zip(self.dataset.names, seen)}
 
     # ------------------------------------------------------------------ loop
     def train(self, until: Optional[int] = None) -> dict:
@@ -611,6 +708,7 @@ class Trainer:
             }
             if grad_norm is not None:
                 last["grad_norm"] = grad_norm
+            last.update(self._source_frames())
             sampled = self.samples is not None and (self.step % self.samples.s.every == 0 or self.step == c.max_steps)
             if sampled:
                 from .objectives import _unwrap
