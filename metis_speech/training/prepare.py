@@ -99,6 +99,7 @@ class PrepareConfig:
         keys = ("task", "acoustic", "phones", "language", "min_duration", "max_duration", "shard_size", "seed", "cond_dtype")
         d = {k: getattr(self, k) for k in keys}
         d["shard_size"] = self.shard_items
+        d["acoustic"] = self.wants_acoustic
         d["model"] = str(self.model)
         d["recipe"] = self.recipe.to_dict()
         return d
@@ -375,6 +376,8 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     k, n_parts = (int(x) for x in cfg.part)
     if not (n_parts >= 1 and 0 <= k < n_parts):
         raise MetisError(f"part {k}/{n_parts}: need 0 <= k < n")
+    if cfg.visual is not None and cfg.task != "l2s":
+        raise MetisError("--visual (a visual encoder) is only used by --task l2s")
     t0 = time.perf_counter()
     out = Path(cfg.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -386,8 +389,6 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
         from .prepare_video import VideoWorker as worker_cls, check_video_config
     else:
         worker_cls = _Worker
-    if cfg.visual is not None and cfg.task != "l2s":
-        raise MetisError("--visual (a visual encoder) is only used by --task l2s")
     settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=fingerprint(items))
     if video_task:
         settings.update(check_video_config(cfg, items))

@@ -78,6 +78,8 @@ def check_video_config(cfg: PrepareConfig, items: Sequence[Item]) -> dict:
     returns what the video tasks add to ``prepare.json`` (a rerun must match it)."""
     if cfg.phones:
         raise MetisError(f"--phones is not used by --task {cfg.task}")
+    if items and not any(it.video for it in items):
+        raise MetisError(f"{cfg.input}: no item has a video; --task {cfg.task} needs a JSONL manifest with a 'video' field")
     for tool in ("ffmpeg", "ffprobe"):
         if shutil.which(tool) is None:
             raise MetisError(f"--task {cfg.task} reads videos with {tool}, which is not installed (apt-get install ffmpeg)")

@@ -247,6 +247,10 @@ def test_l2s_without_a_visual_encoder_is_one_line_error(corpus, tmp_path, shared
     assert "not a visual-encoder checkpoint" in capsys.readouterr().err
     assert main(["prepare", str(corpus), "--out", str(tmp_path / "o3"), "--visual", str(tmp_path), "--quiet"]) == 2
     assert "only used by --task l2s" in capsys.readouterr().err
+    audio_only = tmp_path / "audio.jsonl"
+    audio_only.write_text(json.dumps({"audio": str(corpus.parent / "A" / "a0.wav")}) + "\n")
+    assert main(["prepare", str(audio_only), "--out", str(tmp_path / "o4"), "--task", "visual", "--quiet"]) == 2
+    assert "no item has a video" in capsys.readouterr().err
 
 
 def test_stage1_l2s_trains_on_prepared_shards_and_loads(corpus, bundle, visual_run, tmp_path):
