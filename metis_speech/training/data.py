@@ -31,7 +31,6 @@ a frame budget per source proportional to its weight (see there); batches mix so
 from __future__ import annotations
 
 import collections
-import math
 import random
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
@@ -266,8 +265,10 @@ def collate(items: Sequence[Optional[Utterance]], phone_pad_id: int = 1023) -> O
     Returns ``semantic`` (B, T) long (pad 0) and ``lengths`` (B,); ``acoustic`` (B, T, Q)
     when every item has it. When at least one item has them (a batch may mix tasks):
 
-    - ``phones`` (B, Np) long (pad ``phone_pad_id``) + ``phone_lengths`` (B,); an item
-      without phones is all padding with phone length 0;
+    - ``phones`` (B, Np) long, LEFT-padded with ``phone_pad_id`` so that every item's phones
+      end right before its frames (as inference lays out [phones ; prompt ; target]: the
+      relative positions inside an item do not depend on its batch), + ``phone_lengths``
+      (B,); an item without phones is all padding with phone length 0;
     - ``cond`` (B, T, C) float (pad 0); when only some items have one, also ``cond_mask``
       (B,) bool, True = the item has a frame condition (the others' rows are zeros);
     - ``prompt_len`` (B,) long, the fixed prompt of VC/TSE shards; 0 = none fixed (the
@@ -295,8 +296,8 @@ def collate(items: Sequence[Optional[Utterance]], phone_pad_id: int = 1023) -> O
         pl = torch.tensor([u["phones"].shape[0] if "phones" in u else 0 for u in items])
         p = torch.full((B, max(int(pl.max()), 1)), phone_pad_id, dtype=torch.long)
         for b, u in enumerate(items):
-            if "phones" in u:
-                p[b, : pl[b]] = u["phones"]
+            if "phones" in u and pl[b]:
+                p[b, p.shape[1] - pl[b] :] = u["phones"]
         batch["phones"], batch["phone_lengths"] = p, pl
     has_cond = [("cond" in u) for u in items]
     if any(has_cond):

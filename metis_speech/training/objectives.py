@@ -192,7 +192,8 @@ class Stage1Objective(nn.Module):
         if batch.get("phones") is not None and net.cfg.use_phone_cond:
             phones = batch["phones"]
             Np = phones.shape[1]
-            prefix_mask = (torch.arange(Np, device=device)[None, :] < batch["phone_lengths"].to(device)[:, None]).float()
+            # left-padded (collate): item b's phones are the last phone_lengths[b] positions
+            prefix_mask = (torch.arange(Np, device=device)[None, :] >= Np - batch["phone_lengths"].to(device)[:, None]).float()
             prefix_mask = prefix_mask * plan["keep_phones"].to(device).float()[:, None]
             prefix = net.phone_prefix(phones)
         step_emb = net.diff_estimator.step_embedding(t)

@@ -480,17 +480,20 @@ class Trainer:
         )
 
         self.dataset = self._build_dataset()
-        from .data import FrameBatchSampler
+        if self.mixture_sampler is not None:  # data.sources: batches follow the sources' weights
+            self.sampler = self.mixture_sampler
+        else:
+            from .data import FrameBatchSampler
 
-        self.sampler = FrameBatchSampler(
-            self.dataset.lengths,
-            cfg.data.max_frames,
-            seed=seed,
-            shuffle=cfg.data.shuffle,
-            rank=self.rank,
-            world_size=self.world,
-            max_batch_size=cfg.data.max_batch_size,
-        )
+            self.sampler = FrameBatchSampler(
+                self.dataset.lengths,
+                cfg.data.max_frames,
+                seed=seed,
+                shuffle=cfg.data.shuffle,
+                rank=self.rank,
+                world_size=self.world,
+                max_batch_size=cfg.data.max_batch_size,
+            )
         self.step, self.epoch, self.pos = 0, 0, 0
         self._epoch_batches: Optional[list] = None
         self.empty_batches = 0
@@ -627,8 +630,7 @@ class Trainer:
 
         while True:
             if self._epoch_batches is None:
-                sampler = self.sampler if self.mixture_sampler is None else self.mixture_sampler
-                self._epoch_batches = sampler.epoch_batches(self.epoch)
+                self._epoch_batches = self.sampler.epoch_batches(self.epoch)
             if self.pos >= len(self._epoch_batches):
                 self.epoch += 1
                 self.pos = 0
@@ -646,7 +648,7 @@ class Trainer:
         """Log fields ``frames_seen/<source>``: frames of each mixture source in the batches
         all processes have taken so far (a function of epoch and position, so exact after a
         resume); empty without a mixture."""
-        if getattr(self, "mixture_sampler", None) is None:
+        if self.mixture_sampler is None:
             return {}
         seen = self.mixture_sampler.frames_seen(self.epoch, self.pos)
         return {f"frames_seen/{n}": int(v) for n, v in zip(self.dataset.names, seen)}

@@ -51,7 +51,11 @@ def test_collate_pads_and_reports_lengths():
     T = max(u["semantic"].shape[0] for u in us)
     assert b["semantic"].shape == (3, T) and b["acoustic"].shape == (3, T, 3) and b["cond"].shape == (3, T, 2)
     assert b["lengths"].tolist() == [u["semantic"].shape[0] for u in us]
-    assert (b["phones"][0, b["phone_lengths"][0]:] == 1023).all()
+    # left padding: each item's phones end at the last column (right before its frames)
+    for i, u in enumerate(us):
+        n = int(b["phone_lengths"][i])
+        assert n == u["phones"].shape[0] and torch.equal(b["phones"][i, b["phones"].shape[1] - n :], u["phones"])
+        assert (b["phones"][i, : b["phones"].shape[1] - n] == 1023).all()
     assert collate([None]) is None
 
 
