@@ -2,8 +2,10 @@
 
 ``*_tiny`` recipes train the ``tiny`` preset on synthetic data (tokens, features, audio or
 mouth crops: CPU smoke runs, tests); the others use the ``official`` sizes and expect real
-data (``data.path``): token shards from ``metis prepare``, audio for the acoustic codec,
-feature or visual shards for the semantic codec and the visual encoder. Run one with ``metis train <name or path>``.
+data (``data.path``, or ``data.sources``: several weighted shard folders, e.g. the omni task
+mixture): token shards from ``metis prepare``, audio for the acoustic codec, feature or
+visual shards for the semantic codec and the visual encoder. Run one with
+``metis train <name or path>``.
 """
 
 from __future__ import annotations

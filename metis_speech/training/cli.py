@@ -21,7 +21,7 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue from the run's latest checkpoint")
     p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (replaces train.max_steps)")
     p.add_argument("--out", default=None, help="run directory (replaces train.out)")
-    p.add_argument("--data", default=None, help="token shard directory (replaces data.path / data.synthetic)")
+    p.add_argument("--data", default=None, help="data directory or manifest (replaces data.path / data.synthetic / data.sources)")
     p.add_argument("--until", type=int, default=None, help="stop (after a checkpoint) at this step without ending the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
