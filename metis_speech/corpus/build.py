@@ -26,9 +26,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Tuple
+from typing import Dict, Iterable, List, Optional
 
-from .config import FPS, SAMPLE_RATE, TASKS, CorpusConfig, CorpusError
+from .config import FPS, SAMPLE_RATE, CorpusConfig
 from .jobs import job_key, run_job
 from .plan import Plan, TestItem, Utt, make_plan
 from .voices import HELD_OUT_PERSON, TEST_PERTURBATIONS, VOICES, Speaker
@@ -118,7 +118,7 @@ def _run(ledger: Ledger, specs: List[Dict[str, object]], jobs: int, desc: str) -
                 bar.update(1)
         else:
             import multiprocessing as mp
-            from concurrent.futures import FIRST_EXCEPTION, ProcessPoolExecutor, wait
+            from concurrent.futures import ProcessPoolExecutor
 
             with ProcessPoolExecutor(max_workers=jobs, mp_context=mp.get_context("spawn")) as ex:
                 futures = {ex.submit(run_job, str(ledger.out_dir), spec): spec for spec in unique}
@@ -151,7 +151,8 @@ def _video_spec(u: Utt, meta: Dict[str, object], seed: int) -> Dict[str, object]
     }
 
 
-def _utt_row(u: Utt, meta: Dict[str, object], rel: str = "", video: bool = False) -> Dict[str, object]:
+def _utt_row(u: Utt, meta: Dict[str, object], rel: str = "", video: bool = False,
+             faces: Optional[Dict[str, dict]] = None) -> Dict[str, object]:
     row = {
         "id": u.id, "audio": rel + u.path, "text": u.text, "speaker": u.speaker.name, "voice": u.speaker.voice.label,
         "perturbation": u.speaker.perturbation.to_dict(), "duration": meta["duration"], "split": u.split,
@@ -159,6 +160,8 @@ def _utt_row(u: Utt, meta: Dict[str, object], rel: str = "", video: bool = False
     }
     if video:
         row["video"] = rel + u.video_path
+        if faces and u.speaker.name in faces:  # [x0, y0, x1, y1] pixels holding the mouth in every frame
+            row["mouth_box"] = faces[u.speaker.name]["mouth_box"]
     return row
 
 
@@ -228,9 +231,13 @@ def _build(plan: Plan, ledger: Ledger, cfg: CorpusConfig, log) -> Dict[str, obje
     metas2 = _run(ledger, stage2, cfg.jobs, "noise, rooms, mixtures, videos") if stage2 else {}
 
     # manifests
+    from .face import face_for
+
+    speakers = sorted({u.speaker.name for u in all_utts})
+    faces = {s: dict(face_for(s, seed).to_dict(), mouth_box=face_for(s, seed).mouth_box()) for s in speakers} if video else {}
     for split, utts in (("train", plan.train), ("dev", plan.dev), ("test", test_utts)):
         with_video = video and split != "test"
-        write_jsonl_atomic(out / f"{split}.jsonl", [_utt_row(u, meta[u.id], video=with_video) for u in utts])
+        write_jsonl_atomic(out / f"{split}.jsonl", [_utt_row(u, meta[u.id], video=with_video, faces=faces) for u in utts])
         write_jsonl_atomic(out / "alignments" / f"{split}.jsonl", [{"id": u.id, "phones": meta[u.id]["phones"]} for u in utts])
     if plan.noise_bank:
         write_jsonl_atomic(out / "noise" / "train.jsonl", [
@@ -241,10 +248,6 @@ def _build(plan: Plan, ledger: Ledger, cfg: CorpusConfig, log) -> Dict[str, obje
             {"id": r["id"], "audio": f"train/{r['id']}.wav", "split": "train", "sample_rate": SAMPLE_RATE, "room": {k: v for k, v in r.items() if k != "id"}}
             for r in plan.rooms
         ])
-    from .face import face_for
-
-    speakers = sorted({u.speaker.name for u in all_utts})
-    faces = {s: dict(face_for(s, seed).to_dict(), mouth_box=face_for(s, seed).mouth_box()) for s in speakers} if video else {}
     if video:
         write_json_atomic(out / "faces.json", faces)
     for task, items in plan.tests.items():

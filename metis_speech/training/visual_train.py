@@ -36,7 +36,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import MetisError
-from .codec_train import LoopTrainer
+from .loop import LoopTrainer
 
 __all__ = ["VisualTokenModel", "VisualEncoderTrainer", "synthetic_lip_pairs", "write_visual_shard", "IDS_PER_FRAME"]
 

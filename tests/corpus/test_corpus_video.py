@@ -33,6 +33,8 @@ def _videos(corpus):
     faces = json.loads((corpus / "faces.json").read_text())
     train = [r for r in read_jsonl(corpus / "train.jsonl") if "video" in r][:3]
     assert train, "training utterances carry no video"
+    # training rows carry their speaker's mouth box (metis prepare --task visual|l2s uses it)
+    assert all(r["mouth_box"] == faces[r["speaker"]]["mouth_box"] for r in train)
     items += [(corpus / r["video"], corpus / r["audio"], faces[r["speaker"]]["mouth_box"], frame_count(r["duration"])) for r in train]
     return items
 

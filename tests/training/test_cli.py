@@ -11,6 +11,8 @@ from metis_speech.training.trainer import load_train_config
 RECIPES = {
     "stage1_pretrain_tiny", "stage1_tts_tiny", "stage1_se_lora_tiny", "s2a_tiny",
     "stage1_pretrain", "stage1_tts", "stage1_se_lora", "s2a",
+    "stage1_omni_tiny", "stage1_omni", "stage1_l2s_tiny", "stage1_l2s", "visual_encoder_corpus_tiny",
+    "semantic_codec_tiny", "semantic_codec", "acoustic_codec_tiny", "acoustic_codec", "visual_encoder_tiny", "visual_encoder",
 }
 
 
