@@ -29,6 +29,7 @@ COMMANDS = {
     "eval": ("metis_speech.eval.cli", "score generated speech (WER, speaker similarity, DNSMOS, PESQ, ...)"),
     "prepare": ("metis_speech.training.prepare_cli", "tokenize audio into training shards (semantic/acoustic ids, conditions)"),
     "train": ("metis_speech.training.cli", "train or fine-tune a network from a recipe (YAML)"),
+    "bundle": ("metis_speech.bundle_cli", "assemble a model bundle from trained runs and a base bundle"),
 }
 
 

@@ -14,7 +14,12 @@ Semantic codec data: ``data.synthetic`` (clustered random features, see
 :func:`synthetic_features`) or ``data.path``: a directory of ``*.safetensors`` files whose
 2-D float tensors named ``<id>/ssl`` are normalised SSL features (T, H) at 50 Hz
 (:func:`write_feature_shard`), or audio (a directory of audio files without shards, or a
-JSONL manifest) whose features the preset's ``ssl`` front end computes once at start-up.
+JSONL manifest) whose features an SSL front end computes once at start-up: the one of
+``objective.ssl_source`` (a bundle, its ``ssl/`` directory, ``hub``, an official directory or
+``random:PRESET``, loaded as :class:`~metis_speech.pipeline.Metis` loads it, so that the codec
+learns exactly the features that bundle computes), else a random one built from the preset.
+The SSL used is recorded in ``<out>/final/ssl.json`` (source and fingerprint), which
+:func:`~metis_speech.bundle.assemble_bundle` checks against the bundle's SSL.
 Acoustic codec data: ``data.synthetic`` (harmonic tones, :func:`synthetic_audio`) or
 ``data.path``: a directory of audio files (wav/flac/mp3/ogg, any rate, resampled to 24 kHz)
 or a JSONL manifest with an ``audio`` field; random segments of ``objective.segment_frames``
@@ -177,14 +182,25 @@ def write_feature_shard(path: Union[str, Path], items) -> Path:
 
 # ------------------------------------------------------------------ the loop
 # ------------------------------------------------------------ semantic codec
+SEMANTIC_OBJECTIVE = {
+    "ssl_source": None,  # SSL front end for audio data: bundle dir | its ssl/ dir | hub | official dir | random:PRESET;
+    # None: a random SSL built from the preset (matches no bundle)
+}
+
+
 class SemanticCodecTrainer(LoopTrainer):
     """RepCodec training: features (B, T, H) -> encoder -> VQ -> decoder; loss = masked MSE
     reconstruction + commitment + codebook (weights from the codec config). Logs codebook
-    usage and perplexity of the batch's ids. ``objective``: none needed."""
+    usage and perplexity of the batch's ids. ``objective``: ``ssl_source`` (audio data only)."""
+
+    ssl_info: Optional[dict] = None  # the SSL that computed the features (audio data), saved as final/ssl.json
 
     def build(self) -> None:
         from ..models.semantic_codec import SemanticCodec
 
+        unknown = sorted(set(self.cfg.objective) - set(SEMANTIC_OBJECTIVE))
+        if unknown:
+            raise MetisError(f"semantic codec objective: unknown setting(s) {unknown}; known: {sorted(SEMANTIC_OBJECTIVE)}")
         m = self.cfg.model
         self.model_cfg = self.preset_config(m.component if m.component != "semantic_codec" else "semantic_codec", m.overrides)
         codec = SemanticCodec(self.model_cfg)
@@ -222,13 +238,29 @@ class SemanticCodecTrainer(LoopTrainer):
             raise MetisError(f"no usable feature sequences (skipped: {self.skipped})")
         return items, [int(x.shape[0]) for x in items]
 
-    def _features_from_audio(self, path: Path) -> List[torch.Tensor]:
-        """SSL features computed once at start-up with the preset's ``ssl`` front end
-        (``objective.ssl_batch`` clips per forward); unreadable/too-short clips are skipped."""
-        from ..errors import AudioError
+    def _ssl(self):
+        """The SSL front end of ``objective.ssl_source`` (else a random one from the preset),
+        and its record for ``final/ssl.json``."""
+        from ..bundle import ssl_fingerprint, ssl_from_source
         from ..models.ssl import SSLFeatureExtractor
 
-        ssl = SSLFeatureExtractor.from_config(self.preset_config("ssl")).to(self.accelerator.device)
+        src = self.cfg.objective.get("ssl_source")
+        if src is None:
+            ssl = SSLFeatureExtractor.from_config(self.preset_config("ssl")).to(self.accelerator.device)
+            label = f"preset:{self.cfg.model.preset} (random)"
+        else:
+            ssl = ssl_from_source(src, self.accelerator.device)
+            label = str(Path(src).resolve()) if Path(str(src)).exists() else str(src)
+        info = {"source": label, "fingerprint": ssl_fingerprint(ssl), "hidden_size": ssl.hidden_size,
+                "hidden_state_index": ssl.hidden_state_index}
+        return ssl.eval(), info
+
+    def _features_from_audio(self, path: Path) -> List[torch.Tensor]:
+        """SSL features computed once at start-up (see :meth:`_ssl`), one clip per forward;
+        unreadable/too-short clips are skipped."""
+        from ..errors import AudioError
+
+        ssl, self.ssl_info = self._ssl()
         if ssl.hidden_size != self.model_cfg.hidden_size:
             raise MetisError(f"SSL features have {ssl.hidden_size} dims, the semantic codec expects {self.model_cfg.hidden_size}")
         wavs = _read_audio_files(path, ssl.sample_rate, self.skip)
@@ -297,7 +329,10 @@ class SemanticCodecTrainer(LoopTrainer):
     def save_final(self) -> Path:
         from ..loading import save_checkpoint
 
-        return save_checkpoint(self.unwrap(self.nets["codec"]).float().eval(), self.out / "final")
+        final = save_checkpoint(self.unwrap(self.nets["codec"]).float().eval(), self.out / "final")
+        if self.ssl_info is not None:
+            (final / "ssl.json").write_text(json.dumps(self.ssl_info, indent=1) + "\n")
+        return final
 
 
 # ------------------------------------------------------------ acoustic codec
