@@ -3,6 +3,7 @@
     python benchmarks/bench_train.py tiny                    # every packaged *_tiny recipe
     python benchmarks/bench_train.py official                # official sizes (CPU: minutes, ~12 GB)
     python benchmarks/bench_train.py official --only stage1_pretrain,s2a --steps 2 --json out.json
+    python benchmarks/bench_train.py curves --work runs/curves   # every *_tiny recipe to its end + loss_curves.png
 
 Each packaged recipe is run as written except: synthetic data of the recipe's kind (real
 shards are not needed to time a step), ``--steps`` timed optimiser steps after one untimed
@@ -118,6 +119,65 @@ def one(spec: dict) -> dict:
             "mixed_precision": spec["mixed_precision"], "threads": torch.get_num_threads()}
 
 
+def curve(spec: dict) -> dict:
+    """Run one *_tiny recipe to its end (its own steps and logging) under ``spec["work"]``;
+    recipes on prepared data get synthetic data of their kind, and an ``init_from`` of
+    ``runs/<recipe>/final`` points at that recipe's run in the same work folder."""
+    import torch
+    import yaml
+
+    from metis_speech.recipes import recipe_path
+    from metis_speech.training.trainer import load_train_config, make_trainer, read_log
+
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
+    work, name = Path(spec["work"]), spec["recipe"]
+    d = yaml.safe_load(Path(recipe_path(name)).read_text())
+    if d.get("data", {}).get("path"):
+        d["data"] = {**{k: v for k, v in d["data"].items() if k != "path"},
+                     "synthetic": dict(SYNTHETIC[_kind(d["model"]["component"])][0])}
+    init = d["model"].get("init_from")
+    if init and str(init).startswith("runs/"):
+        d["model"]["init_from"] = str(work / Path(init).relative_to("runs"))
+    out = work / name
+    d["train"] = {**d.get("train", {}), "out": str(out), "progress": False, "checkpoint_every": 10**9, "samples": None}
+    t0 = time.perf_counter()
+    summary = make_trainer(load_train_config(d), out).train()
+    recs = read_log(out)
+    return {"recipe": name, "steps": summary["step"], "first_loss": recs[0]["loss"], "last_loss": recs[-1]["loss"],
+            "seconds": time.perf_counter() - t0, "frames_per_s": summary["frames_per_s"], "out": str(out)}
+
+
+def plot_curves(rows, path: Path) -> Path:
+    """One panel per run: its logged training loss (the mel loss for the GAN) against the step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from metis_speech.training.trainer import read_log
+
+    ok = [r for r in rows if "error" not in r]
+    cols = 4
+    nrows = max(1, -(-len(ok) // cols))
+    fig, axes = plt.subplots(nrows, cols, figsize=(4 * cols, 2.8 * nrows), squeeze=False)
+    for ax, r in zip(axes.flat, ok):
+        recs = read_log(r["out"])
+        key = "mel_loss" if "mel_loss" in recs[-1] else "loss"  # a GAN's total adds adversarial terms
+        ys = [x[key] for x in recs]
+        ax.plot([x["step"] for x in recs], ys, lw=1)
+        ax.set_title(f"{r['recipe']}: {ys[0]:.2f} -> {ys[-1]:.2f}", fontsize=9)
+        ax.set_xlabel("step", fontsize=8)
+        ax.set_ylabel(key.replace("_", " "), fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in list(axes.flat)[len(ok):]:
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
 def _sub(spec: dict) -> dict:
     proc = subprocess.run([sys.executable, __file__, "--one", json.dumps(spec)], capture_output=True, text=True)
     if proc.returncode != 0:
@@ -141,7 +201,8 @@ def _print_row(r: dict) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", choices=["tiny", "official"], default="tiny")
+    ap.add_argument("what", nargs="?", choices=["tiny", "official", "curves"], default="tiny")
+    ap.add_argument("--work", default="runs/curves", help="curves: folder of the runs and loss_curves.png")
     ap.add_argument("--only", help="comma-separated recipe names (without _tiny for official)")
     ap.add_argument("--steps", type=int, default=None, help="timed steps (default 10 tiny, 2 official)")
     ap.add_argument("--max-frames", type=int, default=1500, help="official: padded frames per micro-batch")
@@ -151,9 +212,28 @@ def main() -> None:
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
-        print(json.dumps(one(json.loads(args.one))))
+        spec = json.loads(args.one)
+        print(json.dumps(curve(spec) if "work" in spec else one(spec)))
         return
     from metis_speech.recipes import list_recipes
+
+    if args.what == "curves":
+        names = sorted((r for r in list_recipes() if r.endswith("_tiny")), key=lambda r: (r != "stage1_pretrain_tiny", r))
+        if args.only:
+            names = [n for n in names if n in args.only.split(",") or n.removesuffix("_tiny") in args.only.split(",")]
+        work = Path(args.work).resolve()
+        work.mkdir(parents=True, exist_ok=True)
+        print(f"== tiny recipes to their end, runs in {work}")
+        rows = []
+        for name in names:
+            r = _sub({"recipe": name, "work": str(work), "threads": args.threads})
+            rows.append(r)
+            print(r if "error" in r else f"{name:>28s}  loss {r['first_loss']:.3f} -> {r['last_loss']:.3f}  "
+                  f"{r['steps']} steps  {r['seconds']:.0f} s  {r['frames_per_s']:.0f} frames/s", flush=True)
+        print("plot:", plot_curves(rows, work / "loss_curves.png"))
+        if args.json:
+            Path(args.json).write_text(json.dumps(rows, indent=1))
+        return
 
     if args.what == "tiny":
         names = [r for r in list_recipes() if r.endswith("_tiny")]
