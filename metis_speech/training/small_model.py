@@ -1,0 +1,544 @@
+"""A small Metis (the ``tiny`` preset) trained here, end to end, from an offline corpus.
+
+    python -m metis_speech.training.small_model --corpus /tmp/metis_corpus_1h --work runs/small [--budget short]
+
+The corpus is a ``metis make-corpus`` folder (``train.jsonl`` with ``audio``, ``text``,
+``speaker``; ``dev.jsonl`` for the examples). Steps, in order, each writing under ``--work``:
+
+=================  ==========================================================================
+base               ``random:tiny`` bundle; its SSL is the fixed front end of everything below
+semantic_codec     semantic codec on the corpus audio, features of that SSL (``ssl_source``)
+acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
+                   restarts, reconstruction-only warm-up)
+bundle_v1          base + the two trained codecs (the tokenizers of everything below)
+prepare_tokens     ``metis prepare --task none`` with acoustic ids and phones (S2A, stage 1, TTS)
+prepare_se         ``metis prepare --task se`` (clean ids + SSL features of a noisy copy)
+s2a, s2a_1layer    S2A full and 1-layer
+stage1_pretrain    stage-1 pre-training (no condition)
+stage1_tts         TTS: full fine-tune with the phone prefix (a new prefix needs the whole model)
+stage1_se          SE: LoRA + gated adapter, as the paper fine-tunes SE (the merged weights go
+                   in the bundle)
+bundle             ``assemble_bundle``: bundle_v1 + S2A + stage 1 (tts, se, base), untrained
+                   stage-1 tasks dropped
+examples           on a dev item: codec resynthesis, SE of a noisy copy, TTS in its voice
+=================  ==========================================================================
+
+A step is skipped when its output is complete; a training step whose run directory holds
+checkpoints continues from them (``metis train --resume``), so killing the driver and
+running the same command again goes on where it stopped. Each training step checkpoints
+every chunk of steps and prints a progress line per chunk; ``<work>/summary.json`` records
+what was done, with losses, accuracies and codebook use.
+
+Budgets (:data:`BUDGETS`: steps per network; hours for one CPU thread on a shared 2-core
+machine, from measured step times: acoustic codec ~3 s/step, semantic codec ~0.3 s,
+stage 1 / S2A ~0.45 s at 2048 frames per batch): ``tiny`` 2-4 steps each (a test, about a
+minute on a 6-utterance corpus); ``short`` about 7 CPU hours on the 1-hour corpus (acoustic
+codec 4000 steps, S2A 4000 + 2000, stage 1 4000 + 3000 + 1500); ``full`` 10x the steps,
+about 65 CPU hours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence
+
+from ..errors import MetisError
+
+__all__ = ["BUDGETS", "SmallModel", "main"]
+
+TRAIN_STEPS = ("semantic_codec", "acoustic_codec", "s2a", "s2a_1layer", "stage1_pretrain", "stage1_tts", "stage1_se")
+STEPS = ("base", "semantic_codec", "acoustic_codec", "bundle_v1", "prepare_tokens", "prepare_se", "s2a", "s2a_1layer",
+         "stage1_pretrain", "stage1_tts", "stage1_se", "bundle", "examples")
+RECIPES = {n: f"small_{n}" for n in TRAIN_STEPS}
+
+# max_steps per network, steps between checkpoints (and progress lines), setting overrides
+BUDGETS: Dict[str, dict] = {
+    "tiny": {
+        "steps": {"semantic_codec": 4, "acoustic_codec": 4, "s2a": 2, "s2a_1layer": 2, "stage1_pretrain": 4,
+                  "stage1_tts": 2, "stage1_se": 2},
+        "chunk": 2,
+        "overrides": {
+            "*": {"data": {"max_frames": 512, "min_utt_frames": 4}, "optim": {"warmup_steps": 1}, "train": {"log_every": 1}},
+            "acoustic_codec": {"data": {"max_frames": 40}, "objective": {"disc_start": 2, "kmeans_frames": 2000, "kmeans_iters": 2}},
+        },
+        "semantic_kmeans_frames": 1000,
+        "decode": {"steps": 2, "s2a_steps": [2, 1]},
+        "hours": "a few minutes for a 6-utterance corpus",
+    },
+    "short": {
+        "steps": {"semantic_codec": 3000, "acoustic_codec": 4000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
+                  "stage1_tts": 3000, "stage1_se": 1500},
+        "chunk": 250,
+        "overrides": {},
+        "semantic_kmeans_frames": 20000,
+        "decode": {},
+        "hours": "about 7 CPU hours (one thread) for the 1-hour corpus: acoustic codec ~3.5 h, the rest ~3.5 h",
+    },
+    "full": {
+        "steps": {"semantic_codec": 20000, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
+                  "stage1_pretrain": 40000, "stage1_tts": 30000, "stage1_se": 15000},
+        "chunk": 1000,
+        "overrides": {"acoustic_codec": {"objective": {"disc_start": 5000}}},
+        "semantic_kmeans_frames": 50000,
+        "decode": {},
+        "hours": "about 65 CPU hours (one thread) for the 1-hour corpus; a GPU makes it a few hours",
+    },
+}
+
+
+def _merge(d: dict, extra: dict) -> dict:
+    out = dict(d)
+    for k, v in extra.items():
+        out[k] = _merge(out.get(k) or {}, v) if isinstance(v, dict) and isinstance(out.get(k), dict) else v
+    return out
+
+
+def _atomic_json(path: Path, data) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def default_phone_vocab() -> Optional[Path]:
+    """``$METIS_PHONE_VOCAB``, else ``$METIS_SHARED/g2p/vocab.json``, else ``../shared/g2p/vocab.json``
+    beside the repository; None when none exists."""
+    cands = [os.environ.get("METIS_PHONE_VOCAB")]
+    if os.environ.get("METIS_SHARED"):
+        cands.append(str(Path(os.environ["METIS_SHARED"]) / "g2p" / "vocab.json"))
+    cands.append(str(Path(__file__).resolve().parents[2].parent / "shared" / "g2p" / "vocab.json"))
+    for c in cands:
+        if c and Path(c).is_file():
+            return Path(c)
+    return None
+
+
+def _mean(xs: Sequence[float]) -> Optional[float]:
+    xs = [x for x in xs if x is not None and math.isfinite(x)]
+    return round(sum(xs) / len(xs), 4) if xs else None
+
+
+def run_losses(run: Path, k: int = 3) -> dict:
+    """First/last values (mean of ``k`` log records) of a run's loss and quality metrics."""
+    from .trainer import read_log
+
+    recs = read_log(run)
+    if not recs:
+        return {}
+    out = {"steps_logged": recs[-1]["step"]}
+    for key in ("loss", "accuracy", "recon_loss", "mel_loss", "perplexity", "codebook_usage", "disc_loss", "adv_loss"):
+        vals = [r.get(key) for r in recs if key in r]
+        if vals:
+            out[f"{key}_first"], out[f"{key}_last"] = _mean(vals[:k]), _mean(vals[-k:])
+    if "accuracy_last" in out and out.get("loss_last") is not None:  # masked-token cross-entropy
+        out["token_perplexity_last"] = round(math.exp(out["loss_last"]), 2)
+    return out
+
+
+def token_stats(shards: Path) -> dict:
+    """Codebook use over prepared shards: distinct ids and perplexity of the semantic ids and
+    of each acoustic RVQ layer (a collapsed codec shows as a handful of ids)."""
+    import torch
+    from safetensors.torch import load_file
+
+    sem, ac = [], []
+    for f in sorted(shards.glob("*.safetensors")):
+        t = load_file(str(f))
+        sem += [v.long().reshape(-1) for k, v in t.items() if k.endswith("/semantic")]
+        ac += [v.long() for k, v in t.items() if k.endswith("/acoustic")]
+
+    def stats(ids: torch.Tensor) -> dict:
+        counts = torch.bincount(ids)
+        p = counts[counts > 0].float() / ids.numel()
+        return {"distinct": int((counts > 0).sum()), "perplexity": round(float(torch.exp(-(p * p.log()).sum())), 1)}
+
+    out = {}
+    if sem:
+        out["semantic"] = stats(torch.cat(sem))
+    if ac:
+        a = torch.cat(ac)
+        out["acoustic"] = [stats(a[:, q]) for q in range(a.shape[1])]
+    return out
+
+
+class SmallModel:
+    """The driver: ``run()`` does every step not yet complete (see the module docstring)."""
+
+    def __init__(self, corpus, work, budget: str = "short", phone_vocab=None, language: str = "en",
+                 log: Callable[[str], None] = print, stop_after: Optional[str] = None):
+        self.corpus = Path(corpus)
+        self.train_manifest = self.corpus / "train.jsonl"
+        if not self.train_manifest.is_file():
+            raise MetisError(f"{self.corpus}: no train.jsonl (build a corpus with `metis make-corpus OUT`)")
+        if budget not in BUDGETS:
+            raise MetisError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)}")
+        if stop_after is not None and stop_after not in STEPS:
+            raise MetisError(f"unknown step {stop_after!r}; steps: {', '.join(STEPS)}")
+        vocab = Path(phone_vocab) if phone_vocab else default_phone_vocab()
+        if vocab is None or not vocab.is_file():
+            raise MetisError(f"phone vocabulary {vocab or ''} not found; pass --phone-vocab FILE (the official vocab.json) "
+                             "or set METIS_PHONE_VOCAB")
+        self.work = Path(work)
+        self.budget_name, self.budget = budget, BUDGETS[budget]
+        self.phone_vocab, self.language = vocab, language
+        self.stop_after = stop_after
+        self._log = log
+        self.summary_path = self.work / "summary.json"
+        self.summary: dict = {}
+
+    # ---------------------------------------------------------------- helpers
+    def log(self, msg: str) -> None:
+        self._log(f"[{time.strftime('%H:%M:%S')}] {msg}")
+
+    def path(self, name: str) -> Path:
+        return {"base": self.work / "base", "bundle_v1": self.work / "bundle_v1", "bundle": self.work / "bundle",
+                "prepare_tokens": self.work / "data" / "tokens", "prepare_se": self.work / "data" / "se",
+                "examples": self.work / "examples"}.get(name, self.work / "runs" / name)  # runs/<name>
+
+    def _save_summary(self) -> None:
+        self.summary["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        _atomic_json(self.summary_path, self.summary)
+
+    def complete(self, name: str) -> bool:
+        """Whether step ``name`` left a complete output."""
+        from ..bundle import is_bundle
+
+        p = self.path(name)
+        if name in ("base", "bundle_v1", "bundle"):
+            return is_bundle(p)
+        if name.startswith("prepare_"):
+            try:
+                s = json.loads((p / "summary.json").read_text())
+            except (OSError, json.JSONDecodeError):
+                return False
+            return bool(s.get("complete")) and s.get("utterances", 0) > 0
+        if name == "examples":
+            return (p / "examples.json").is_file()
+        final = p / "final"
+        if name == "acoustic_codec":
+            return all((final / f).is_file() for f in ("encoder/config.json", "decoder/config.json", "discriminator.safetensors"))
+        need = ("model.safetensors", "config.json") + (("ssl.json",) if name == "semantic_codec" else ())
+        return all((final / f).is_file() for f in need)
+
+    # ---------------------------------------------------------------- the run
+    def run(self) -> dict:
+        self.work.mkdir(parents=True, exist_ok=True)
+        if self.summary_path.is_file():
+            self.summary = json.loads(self.summary_path.read_text())
+            if self.summary.get("budget") != self.budget_name:
+                self.log(f"note: {self.work} was started with budget {self.summary.get('budget')}, continuing with {self.budget_name}")
+        self.summary.update(corpus=str(self.corpus.resolve()), work=str(self.work.resolve()), budget=self.budget_name,
+                            phone_vocab=str(self.phone_vocab))
+        self.summary.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
+        self.summary.setdefault("steps", {})
+        self.log(f"small Metis: corpus {self.corpus}, work {self.work}, budget {self.budget_name} ({self.budget['hours']})")
+        for i, name in enumerate(STEPS, 1):
+            rec = self.summary["steps"].get(name, {})
+            if self.complete(name):
+                self.log(f"[{i}/{len(STEPS)}] {name}: complete, skipped")
+                rec["status"] = "done"
+                if name in TRAIN_STEPS and "losses" not in rec:
+                    rec["losses"] = run_losses(self.path(name))
+            else:
+                self.log(f"[{i}/{len(STEPS)}] {name}: starting")
+                t0 = time.time()
+                rec = dict(getattr(self, f"step_{name}")(), status="done")
+                rec["wall_s"] = round(time.time() - t0 + (self.summary["steps"].get(name, {}).get("wall_s") or 0), 1)
+                self.log(f"[{i}/{len(STEPS)}] {name}: done in {time.time() - t0:.0f} s")
+            rec["output"] = str(self.path(name))
+            self.summary["steps"][name] = rec
+            self._save_summary()
+            if name == self.stop_after:
+                self.log(f"stopping after {name} (--stop-after)")
+                break
+        if self.complete("bundle"):
+            self.summary["bundle"] = str(self.path("bundle"))
+            self._save_summary()
+        return self.summary
+
+    # ---------------------------------------------------------------- steps
+    def step_base(self) -> dict:
+        import shutil
+
+        from ..bundle import random_bundle
+
+        d = self.path("base")
+        tmp = d.with_name(f".tmp-{d.name}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        random_bundle(tmp, preset="tiny", phone_vocab=self.phone_vocab, seed=0)
+        if d.exists():
+            shutil.rmtree(d)
+        os.replace(tmp, d)
+        return {"note": "random:tiny (seed 0); its SSL is the fixed front end"}
+
+    def _config(self, name: str, **paths):
+        from ..recipes import recipe_path
+        from .trainer import load_train_config
+
+        import yaml
+
+        d = yaml.safe_load(recipe_path(RECIPES[name]).read_text())
+        b = self.budget
+        d = _merge(d, b["overrides"].get("*", {}))
+        d = _merge(d, b["overrides"].get(name, {}))
+        d = _merge(d, paths)
+        d = _merge(d, {"train": {"max_steps": b["steps"][name], "checkpoint_every": b["chunk"], "out": str(self.path(name)),
+                                 "progress": False, "keep_checkpoints": 2}})
+        return load_train_config(d)
+
+    def _train(self, name: str, **paths) -> dict:
+        from .trainer import Trainer, make_trainer
+
+        cfg = self._config(name, **paths)
+        run = self.path(name)
+        latest = Trainer.latest_checkpoint(run)
+        tr = make_trainer(cfg, resume=latest is not None)
+        total = cfg.train.max_steps
+        if latest is not None:
+            self.log(f"  {name}: resuming from {latest.name} (metis train --resume)")
+        t0, s0 = time.time(), tr.step
+        while True:
+            tr.train(until=min(tr.step + cfg.train.checkpoint_every, total))
+            last = (run_losses(run, 1) if (run / "log.jsonl").is_file() else {})
+            done = tr.step - s0
+            rate = (time.time() - t0) / done if done else 0.0
+            bits = [f"{k[:-5]} {v:.4g}" for k, v in last.items() if k.endswith("_last") and v is not None]
+            self.log(f"  {name}: step {tr.step}/{total}  " + "  ".join(bits) +
+                     (f"  ({rate:.2f} s/step, {rate * (total - tr.step) / 60:.0f} min left)" if done else ""))
+            if tr.step >= total:
+                break
+        if not self.complete(name):
+            raise MetisError(f"{name}: training ended without a complete {run / 'final'}")
+        return {"losses": run_losses(run), "max_steps": total, "skipped_data": getattr(tr, "skipped", None) or
+                getattr(getattr(tr, "dataset", None), "skipped", None) or {}}
+
+    def step_semantic_codec(self) -> dict:
+        from .trainer import Trainer
+
+        init = None
+        if Trainer.latest_checkpoint(self.path("semantic_codec")) is None:
+            init = self._semantic_codec_init()
+        return self._train("semantic_codec", data={"path": str(self.train_manifest)},
+                           objective={"ssl_source": str(self.path("base"))},
+                           model={"init_from": str(init or self.path("semantic_codec_init"))})
+
+    def _semantic_codec_init(self) -> Path:
+        """The semantic codec's starting point: random networks whose codebook is k-means
+        centres (cosine) of the untrained encoder's projected outputs over corpus features.
+
+        Without it the tiny codec's ids collapse within ~20 steps (perplexity 55 -> 1 at
+        lr 2e-4; -> 4, then a slow climb to ~12 at lr 1e-3); with it they stay spread
+        (perplexity ~330 of 1024 after 100 steps at lr 1e-3). The acoustic trainer has this
+        as ``objective.kmeans_init``; the semantic trainer does not, so it is done here."""
+        import shutil
+
+        import torch
+
+        from ..audio import load_audio
+        from ..bundle import load_ssl
+        from ..config import config_from_dict, config_to_dict, load_preset
+        from ..loading import save_checkpoint
+        from ..models.semantic_codec import SemanticCodec
+        from .codec_train import codebook_stats, kmeans
+
+        d = self.path("semantic_codec_init")
+        if (d / "config.json").is_file():
+            return d
+        cfg = self._config("semantic_codec")
+        mcfg = config_from_dict(dict(config_to_dict(load_preset(cfg.model.preset, "semantic_codec")), **(cfg.model.overrides or {})))
+        torch.manual_seed(cfg.train.seed)
+        codec = SemanticCodec(mcfg).eval()
+        ssl = load_ssl(self.path("base") / "ssl")
+        budget, feats, n = int(self.budget["semantic_kmeans_frames"]), [], 0
+        for line in self.train_manifest.read_text().splitlines():
+            if n >= budget or not line.strip():
+                continue
+            audio = Path(json.loads(line)["audio"])
+            try:
+                wav, _ = load_audio(audio if audio.is_absolute() else self.corpus / audio, ssl.sample_rate)
+                with torch.no_grad():
+                    f = ssl([wav], ssl.sample_rate)
+            except MetisError:
+                continue
+            feats.append(f.features[0][f.mask[0]].float())
+            n += feats[-1].shape[0]
+        if not feats:
+            raise MetisError(f"{self.train_manifest}: no readable audio for the semantic codec's k-means init")
+        x = torch.cat(feats)[None]
+        stage = codec.quantizer.quantizers[0]
+        with torch.no_grad():
+            before = codebook_stats(codec.quantize(x)[0], mcfg.codebook_size)
+            z = stage.in_project(codec.encode(x))[0].t()
+            stage.codebook.weight.copy_(kmeans(z, mcfg.codebook_size, 10, torch.Generator().manual_seed(cfg.train.seed), cosine=True))
+            after = codebook_stats(codec.quantize(x)[0], mcfg.codebook_size)
+        tmp = d.with_name(f".tmp-{d.name}")
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        save_checkpoint(codec, tmp)
+        _atomic_json(tmp / "kmeans.json", {"frames": int(x.shape[1]), "before": before, "after": after})
+        os.replace(tmp, d)
+        self.log(f"  semantic codec k-means init on {x.shape[1]} frames: perplexity {before['perplexity']:.0f} -> {after['perplexity']:.0f}")
+        return d
+
+    def step_acoustic_codec(self) -> dict:
+        return self._train("acoustic_codec", data={"path": str(self.train_manifest)})
+
+    def step_bundle_v1(self) -> dict:
+        from ..bundle import assemble_bundle
+
+        assemble_bundle(self.path("bundle_v1"), self.path("base"),
+                        {"semantic_codec": self.path("semantic_codec") / "final",
+                         "acoustic_codec": self.path("acoustic_codec") / "final"}, overwrite=True)
+        return {"note": "base + trained semantic and acoustic codecs (tokenizers of the shards)"}
+
+    def _prepare(self, name: str, task: str, acoustic: bool, phones: bool) -> dict:
+        from .prepare import PrepareConfig, prepare
+
+        cfg = PrepareConfig(input=str(self.train_manifest), out=str(self.path(name)), model=str(self.path("bundle_v1")),
+                            task=task, acoustic=acoustic, phones=phones, language=self.language, device="cpu",
+                            progress=False, seed=0)
+        s = prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
+        if not s["complete"] or not s["utterances"]:
+            raise MetisError(f"{name}: preparation incomplete or empty ({s['utterances']} utterances)")
+        return {"utterances": s["utterances"], "hours": s["hours"], "skipped": s["skipped"],
+                "codebook_use": token_stats(self.path(name))}
+
+    def step_prepare_tokens(self) -> dict:
+        return self._prepare("prepare_tokens", "none", acoustic=True, phones=True)
+
+    def step_prepare_se(self) -> dict:
+        return self._prepare("prepare_se", "se", acoustic=False, phones=False)
+
+    def step_s2a(self) -> dict:
+        return self._train("s2a", data={"path": str(self.path("prepare_tokens"))})
+
+    def step_s2a_1layer(self) -> dict:
+        return self._train("s2a_1layer", data={"path": str(self.path("prepare_tokens"))})
+
+    def step_stage1_pretrain(self) -> dict:
+        return self._train("stage1_pretrain", data={"path": str(self.path("prepare_tokens"))})
+
+    def step_stage1_tts(self) -> dict:
+        return self._train("stage1_tts", data={"path": str(self.path("prepare_tokens"))},
+                           model={"init_from": str(self.path("stage1_pretrain") / "final")})
+
+    def step_stage1_se(self) -> dict:
+        return self._train("stage1_se", data={"path": str(self.path("prepare_se"))},
+                           model={"init_from": str(self.path("stage1_pretrain") / "final")})
+
+    def step_bundle(self) -> dict:
+        from ..bundle import assemble_bundle, read_manifest
+
+        out = assemble_bundle(
+            self.path("bundle"), self.path("bundle_v1"),
+            {"s2a_full": self.path("s2a") / "final", "s2a_1layer": self.path("s2a_1layer") / "final"},
+            {t: self.path(f"stage1_{r}") / "final" for t, r in (("tts", "tts"), ("se", "se"), ("base", "pretrain"))},
+            drop_untrained=True, overwrite=True)
+        m = read_manifest(out)
+        return {"stage1": sorted(m["stage1"]), "untrained": m["untrained"]}
+
+    def _dev_items(self) -> List[dict]:
+        for name in ("dev.jsonl", "train.jsonl"):
+            f = self.corpus / name
+            if f.is_file():
+                items = [json.loads(x) for x in f.read_text().splitlines() if x.strip()]
+                items = [dict(it, audio=str(self.corpus / it["audio"]) if not Path(it["audio"]).is_absolute() else it["audio"])
+                         for it in items if it.get("audio") and it.get("text")]
+                if items:
+                    return items
+        raise MetisError(f"{self.corpus}: no dev or train items with audio and text for the examples")
+
+    def step_examples(self) -> dict:
+        """Codec resynthesis, SE of a noisy copy and TTS in the voice of a dev item."""
+        import numpy as np
+        import torch
+
+        from ..audio import load_audio, save_audio
+        from ..loading import load_checkpoint
+        from ..pipeline import Metis
+        from .task_data import TaskRecipe, degrade_se, item_rng
+
+        out = self.path("examples")
+        out.mkdir(parents=True, exist_ok=True)
+        bundle = self.path("bundle")
+        items = self._dev_items()
+        longer = [it for it in items if (it.get("duration") or 0) >= 2.0] or items
+        prompt, target = longer[0], (items[1] if len(items) > 1 and items[1] is not longer[0] else items[0])
+        dec = self.budget["decode"]
+        res: dict = {"bundle": str(bundle), "prompt": prompt["audio"], "prompt_text": prompt["text"]}
+
+        tts = Metis.from_pretrained("tts", bundle, device="cpu")
+        clean, sr = load_audio(prompt["audio"], tts.sample_rate)
+        save_audio(out / "prompt.wav", clean, sr)
+        enc, dec_net = load_checkpoint(bundle / "acoustic_encoder"), load_checkpoint(bundle / "acoustic_decoder")
+        with torch.no_grad():  # acoustic codec round trip of the prompt
+            wav = torch.from_numpy(clean[: len(clean) // enc.hop_length * enc.hop_length])[None, None]
+            resynth = dec_net.decode(dec_net.quantize(enc(wav)))[0, 0].clamp(-1, 1).numpy()
+        save_audio(out / "codec_resynthesis.wav", resynth, sr)
+        res["codec_resynthesis"] = "codec_resynthesis.wav"
+        t0 = time.time()
+        speech = tts.tts(target["text"], prompt=prompt["audio"], prompt_text=prompt["text"], seed=0, **dec)
+        speech.save(out / "tts.wav")
+        res["tts"] = {"wav": "tts.wav", "text": target["text"], "seconds": round(speech.duration, 2),
+                      "wall_s": round(time.time() - t0, 1)}
+
+        rng = item_rng(0, "example", "se")
+        noisy, info = degrade_se(clean, rng, TaskRecipe())
+        save_audio(out / "se_noisy.wav", noisy, sr)
+        se = Metis.from_pretrained("se", bundle, device="cpu")
+        t0 = time.time()
+        enhanced = se.se(str(out / "se_noisy.wav"), seed=0, **dec)
+        enhanced.save(out / "se_enhanced.wav")
+        res["se"] = {"noisy": "se_noisy.wav", "enhanced": "se_enhanced.wav", "snr_db": info["snr_db"], "noise": info["noise"],
+                     "seconds": round(enhanced.duration, 2), "wall_s": round(time.time() - t0, 1)}
+        for k in ("tts", "se"):
+            w = np.asarray((speech if k == "tts" else enhanced).wav)
+            res[k]["rms"] = round(float(np.sqrt(np.mean(w.astype(np.float64) ** 2))), 4)
+        _atomic_json(out / "examples.json", res)
+        return {"files": sorted(p.name for p in out.glob("*.wav")), **{k: res[k] for k in ("tts", "se")}}
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m metis_speech.training.small_model",
+        description="Train a small Metis (tiny preset) end to end from an offline corpus: codecs, shards, S2A, "
+                    "stage 1 (pre-training, TTS, SE), a bundle and example outputs. Rerun the same command to resume.",
+        epilog="budgets: " + "; ".join(f"{k}: {v['hours']}" for k, v in BUDGETS.items()),
+    )
+    p.add_argument("--corpus", required=True, help="a `metis make-corpus` folder (train.jsonl, dev.jsonl)")
+    p.add_argument("--work", required=True, help="working directory (runs, shards, bundles); rerun to resume")
+    p.add_argument("--budget", default="short", choices=sorted(BUDGETS), help="training length (default short)")
+    p.add_argument("--phone-vocab", default=None, help="phone vocabulary JSON (default: $METIS_PHONE_VOCAB or ../shared/g2p/vocab.json)")
+    p.add_argument("--language", default="en", help="transcript language for phones (default en)")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    p.add_argument("--stop-after", default=None, choices=STEPS, help="stop after this step (resume later)")
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        import torch
+
+        torch.set_num_threads(max(1, args.threads))
+        driver = SmallModel(args.corpus, args.work, args.budget, args.phone_vocab, args.language,
+                            log=lambda m: print(m, flush=True), stop_after=args.stop_after)
+        summary = driver.run()
+    except MetisError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+    print(json.dumps({"work": summary["work"], "bundle": summary.get("bundle"), "summary": str(Path(args.work) / "summary.json")}))
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

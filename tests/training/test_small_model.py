@@ -1,0 +1,96 @@
+"""The small-model driver end to end on a 6-utterance espeak-ng corpus (``--budget tiny``):
+every step runs, a stop and a lost ``final/`` are resumed, the final bundle holds the trained
+networks and loads, and the example outputs exist. Quality is not checked (2-4 steps each)."""
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import soundfile as sf
+
+pytestmark = pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+
+UTTERANCES = [
+    ("en+m3", "The small model is trained on this corpus."),
+    ("en+m3", "Every network learns from the same recordings."),
+    ("en+f2", "A second voice reads a longer sentence here."),
+    ("en+f2", "Codecs come first, then the token models."),
+    ("en-us+m1", "The third speaker closes the training set."),
+    ("en-us+m1", "Short runs only check that the plumbing works."),
+]
+DEV = [("en+f2", "This is a sentence of the development set."), ("en+m3", "And here is another one.")]
+
+
+def make_corpus(root: Path) -> Path:
+    """root/train.jsonl (6 items) and dev.jsonl (2) as `metis make-corpus` writes them."""
+    for split, utts in (("train", UTTERANCES), ("dev", DEV)):
+        lines = []
+        for i, (voice, text) in enumerate(utts):
+            rel = Path("wavs") / split / f"{split}{i}.wav"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["espeak-ng", "-v", voice, "-s", "160", "-w", str(root / rel), text], check=True, capture_output=True)
+            lines.append(json.dumps({"id": f"{split}{i}", "audio": str(rel), "text": text, "speaker": voice,
+                                     "duration": sf.info(str(root / rel)).duration}))
+        (root / f"{split}.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory):
+    return make_corpus(tmp_path_factory.mktemp("corpus"))
+
+
+def test_driver_runs_every_step_and_resumes(corpus, tmp_path, shared_dir, capsys):
+    from metis_speech.bundle import load_ssl, read_manifest, ssl_fingerprint
+    from metis_speech.training.small_model import STEPS, TRAIN_STEPS, main
+
+    work = tmp_path / "work"
+    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--phone-vocab", str(shared_dir / "g2p" / "vocab.json")]
+    assert main(args + ["--stop-after", "acoustic_codec"]) == 0
+    out = capsys.readouterr().out
+    assert "stopping after acoustic_codec" in out
+    s = json.loads((work / "summary.json").read_text())
+    assert list(s["steps"]) == ["base", "semantic_codec", "acoustic_codec"]
+    # the codec learnt the base bundle's own SSL features
+    info = json.loads((work / "runs" / "semantic_codec" / "final" / "ssl.json").read_text())
+    assert info["fingerprint"] == ssl_fingerprint(load_ssl(work / "base" / "ssl"))
+
+    # a run whose final/ was lost (killed while saving) continues from its checkpoint
+    shutil.rmtree(work / "runs" / "acoustic_codec" / "final")
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert "semantic_codec: complete, skipped" in out and "base: complete, skipped" in out
+    assert "acoustic_codec: resuming from step_00000004" in out
+    s = json.loads((work / "summary.json").read_text())
+    assert list(s["steps"]) == list(STEPS) and all(r["status"] == "done" for r in s["steps"].values())
+    for name in TRAIN_STEPS:
+        losses = s["steps"][name]["losses"]
+        assert losses["loss_last"] is not None and losses["steps_logged"] > 0, name
+    assert s["steps"]["stage1_tts"]["losses"]["token_perplexity_last"] > 1
+    use = s["steps"]["prepare_tokens"]["codebook_use"]
+    assert use["semantic"]["distinct"] >= 1 and len(use["acoustic"]) == 4
+    assert s["steps"]["prepare_tokens"]["utterances"] == 6 and s["steps"]["prepare_se"]["utterances"] == 6
+
+    m = read_manifest(work / "bundle")
+    assert m["random"] is False and sorted(m["stage1"]) == ["base", "se", "tts"] and m["untrained"] == ["ssl"]
+    assert m["provenance"]["stage1/tts"]["tokenizers"] == [str(work / "bundle_v1")]
+    assert m["provenance"]["semantic_codec"]["run"] == str((work / "runs" / "semantic_codec").resolve())
+    ex = json.loads((work / "examples" / "examples.json").read_text())
+    for f in ("tts.wav", "se_enhanced.wav", "se_noisy.wav", "codec_resynthesis.wav", "prompt.wav"):
+        assert sf.info(str(work / "examples" / f)).samplerate == 24000
+    assert ex["tts"]["seconds"] > 0 and ex["se"]["seconds"] > 0
+
+    # everything complete: a rerun does nothing
+    assert main(args) == 0
+    out = capsys.readouterr().out
+    assert out.count("complete, skipped") == len(STEPS)
+
+
+def test_driver_errors_are_one_line(tmp_path, capsys):
+    from metis_speech.training.small_model import main
+
+    assert main(["--corpus", str(tmp_path), "--work", str(tmp_path / "w"), "--budget", "tiny"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "train.jsonl" in err and err.count("\n") == 1
