@@ -230,8 +230,8 @@ def _run_record(ckpt: Path) -> dict:
     """Provenance of a trained network: its files, run, step, data and the tokenizers of that data."""
     rec = {"from": "run", "path": str(ckpt.resolve()), "sha256": _sha256(ckpt / "model.safetensors")}
     run = ckpt.parent if ckpt.name == "final" else ckpt.parent.parent if ckpt.parent.name == "final" else None
-    if (ckpt.parent / "ssl.json").is_file() or (ckpt / "ssl.json").is_file():
-        info = json.loads(((ckpt / "ssl.json") if (ckpt / "ssl.json").is_file() else ckpt.parent / "ssl.json").read_text())
+    if (ckpt / "ssl.json").is_file():  # a semantic codec: the SSL whose features it learnt
+        info = json.loads((ckpt / "ssl.json").read_text())
         rec["ssl_source"], rec["ssl_fingerprint"] = info.get("source"), info.get("fingerprint")
     if run is None:
         return rec
@@ -447,7 +447,7 @@ def assemble_bundle(
         for name, src in given.items():
             if name == "ssl":
                 p = Path(src)
-                p = p / base_m["components"].get("ssl", "ssl") if is_bundle(p) else p
+                p = p / read_manifest(p)["components"].get("ssl", "ssl") if is_bundle(p) else p
                 if not (p / "ssl_config.json").is_file():
                     raise MetisError(f"ssl: {src} is neither a bundle nor an ssl/ directory (ssl_config.json)")
                 plan["ssl"] = (p, {"from": "bundle", "path": str(p.resolve())})
