@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -535,7 +535,7 @@ class Metis:
         W = max(1, int(self.window_s * self.frame_rate))
         C = max(0, min(int(self.context_s * self.frame_rate), W // 2))
         n_frames = [max(1, len(s) // spf) for s in srcs]
-        n_windows = [max(1, math.ceil(n / W)) if n > W + W // 4 else 1 for n in n_frames]
+        n_windows = [window_count(n, W) for n in n_frames]
         sem_out = [[] for _ in range(B)]
         code_out = [[] for _ in range(B)]
         for k in range(max(n_windows)):
@@ -648,6 +648,21 @@ def _broadcast(x, n: int) -> list:
             raise MetisError(f"got {len(x)} prompts for {n} inputs")
         return x
     return [x] * n
+
+
+def window_count(n_frames: int, window: int) -> int:
+    """Windows a long SE/TSE/VC input of ``n_frames`` is generated in: one when it is at most
+    1.25 windows long, else ceil(n / window) (inner windows exactly ``window`` frames, the
+    last one the rest)."""
+    return max(1, math.ceil(n_frames / window)) if n_frames > window + window // 4 else 1
+
+
+def window_boundaries_s(duration_s: float, window_s: float, frame_rate: float = 50.0) -> List[float]:
+    """Seconds (of the output, which has the input's length) where one generation window ends
+    and the next begins, for an input of ``duration_s`` (see :func:`window_count`)."""
+    W = max(1, int(window_s * frame_rate))
+    n = window_count(max(1, int(duration_s * frame_rate)), W)
+    return [k * W / frame_rate for k in range(1, n)]
 
 
 def _join(outs: List[SpeechOutput], owner: List[int], n: int, gap_s: float) -> List[SpeechOutput]:
