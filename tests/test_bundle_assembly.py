@@ -7,7 +7,6 @@ checked is that the networks fit, load and run, and that the checks catch what d
 """
 
 import json
-import shutil
 
 import numpy as np
 import pytest
