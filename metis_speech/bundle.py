@@ -446,11 +446,14 @@ def assemble_bundle(
         s1plan: Dict[str, tuple] = {t: (base_dir / rel, base_record(f"stage1/{t}")) for t, rel in base_m["stage1"].items()}
         for name, src in given.items():
             if name == "ssl":
-                p = Path(src)
-                p = p / read_manifest(p)["components"].get("ssl", "ssl") if is_bundle(p) else p
+                p, rec = Path(src), {}
+                if is_bundle(p):  # that bundle's SSL, with what its manifest says about it
+                    m = read_manifest(p)
+                    rec = dict((m.get("provenance") or {}).get("ssl") or {"random": bool(m.get("random", False))})
+                    p = p / m["components"].get("ssl", "ssl")
                 if not (p / "ssl_config.json").is_file():
                     raise MetisError(f"ssl: {src} is neither a bundle nor an ssl/ directory (ssl_config.json)")
-                plan["ssl"] = (p, {"from": "bundle", "path": str(p.resolve())})
+                plan["ssl"] = (p, dict(rec, **{"from": "bundle", "path": str(p.resolve())}))
             else:
                 ck = _checkpoint_dir(src, name)
                 plan[name] = (ck, _run_record(ck))

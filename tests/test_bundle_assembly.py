@@ -194,7 +194,9 @@ def test_semantic_codec_of_another_ssl_is_refused(runs, tmp_path):
         assemble_bundle(tmp_path / "b", other, {"semantic_codec": runs["semantic_codec"]}, {"tts": runs["tts"]})
     assemble_bundle(tmp_path / "b", other, {"semantic_codec": runs["semantic_codec"]}, {"tts": runs["tts"]}, check_lineage=False)
     # --ssl takes the matching front end from the run's bundle: accepted
-    assemble_bundle(tmp_path / "c", other, {"ssl": runs["base"], "semantic_codec": runs["semantic_codec"]}, {"tts": runs["tts"]})
+    c = assemble_bundle(tmp_path / "c", other, {"ssl": runs["base"], "semantic_codec": runs["semantic_codec"]}, {"tts": runs["tts"]})
+    prov = read_manifest(c)["provenance"]["ssl"]
+    assert prov["path"] == str((runs["base"] / "ssl").resolve()) and prov["random"] is True  # still the random front end
 
 
 def test_runs_trained_on_shards_of_other_codecs_are_refused(runs, tmp_path):
