@@ -53,6 +53,7 @@ __all__ = [
     "synthetic_audio",
     "codebook_stats",
     "kmeans",
+    "kmeans_init_rvq",
     "write_feature_shard",
 ]
 
@@ -96,6 +97,18 @@ def kmeans(x: torch.Tensor, k: int, iters: int, generator: torch.Generator, cosi
         if bool(empty.any()):
             c[empty] = x[torch.randint(0, n, (int(empty.sum()),), generator=generator)]
     return c
+
+
+@torch.no_grad()
+def kmeans_init_rvq(quantizer: nn.Module, z: torch.Tensor, iters: int, generator: torch.Generator) -> None:
+    """Set every stage's codebook of a ResidualVQ to k-means centres of that stage's
+    in-projected inputs, stage by stage on the previous stages' residual. z: (1, D, N)."""
+    residual = z
+    for stage in quantizer.quantizers:
+        flat = stage.in_project(residual)[0].t().cpu()
+        centres = kmeans(flat, stage.codebook_size, iters, generator, cosine=stage.l2_normalize)
+        stage.codebook.weight.copy_(centres.to(stage.codebook.weight))
+        residual = residual - stage(residual).quantized
 
 
 def synthetic_features(n: int = 64, dim: int = 128, min_frames: int = 16, max_frames: int = 48,
@@ -185,13 +198,19 @@ def write_feature_shard(path: Union[str, Path], items) -> Path:
 SEMANTIC_OBJECTIVE = {
     "ssl_source": None,  # SSL front end for audio data: bundle dir | its ssl/ dir | hub | official dir | random:PRESET;
     # None: a random SSL built from the preset (matches no bundle)
+    "kmeans_init": False,  # before the first step, codebooks <- k-means of the encoded features
+    "kmeans_frames": 20000,  # at most this many feature frames for k-means
+    "kmeans_iters": 10,
 }
 
 
 class SemanticCodecTrainer(LoopTrainer):
     """RepCodec training: features (B, T, H) -> encoder -> VQ -> decoder; loss = masked MSE
     reconstruction + commitment + codebook (weights from the codec config). Logs codebook
-    usage and perplexity of the batch's ids. ``objective``: ``ssl_source`` (audio data only)."""
+    usage and perplexity of the batch's ids. ``objective``: ``ssl_source`` (audio data only);
+    ``kmeans_init`` (+ ``kmeans_frames``, ``kmeans_iters``): in a fresh run, the codebooks start
+    as k-means centres of the encoded training features (without it the tiny codec's ids
+    collapse within ~20 steps on corpus speech)."""
 
     ssl_info: Optional[dict] = None  # the SSL that computed the features (audio data), saved as final/ssl.json
 
@@ -306,8 +325,27 @@ class SemanticCodecTrainer(LoopTrainer):
             feats[i, : x.shape[0]], mask[i, : x.shape[0]] = x, True
         return {"features": feats, "mask": mask}
 
+    @torch.no_grad()
+    def _kmeans_init(self) -> None:
+        codec = self.unwrap(self.nets["codec"])
+        o = {**SEMANTIC_OBJECTIVE, **self.cfg.objective}
+        feats, n = [], 0
+        for x in self.items:
+            if n >= int(o["kmeans_frames"]):
+                break
+            feats.append(x[: int(o["kmeans_frames"]) - n])
+            n += feats[-1].shape[0]
+        x = torch.cat(feats)[None].to(self.accelerator.device)  # (1, N, H)
+        was = codec.training
+        codec.eval()
+        g = torch.Generator().manual_seed(int(self.cfg.train.seed) * 7919)  # equal on every rank
+        kmeans_init_rvq(codec.quantizer, codec.encode(x).float(), int(o["kmeans_iters"]), g)
+        codec.train(was)
+
     def train_step(self, batch: dict) -> Dict[str, float]:
         acc, codec, opt = self.accelerator, self.nets["codec"], self.optimizers["codec"]
+        if self.step == 0 and self.cfg.objective.get("kmeans_init"):
+            self._kmeans_init()
         with acc.autocast():
             out = codec(batch["features"], batch["mask"])
         acc.backward(out.loss)
@@ -504,13 +542,8 @@ class AcousticCodecTrainer(LoopTrainer):
         if not latents:
             gen.train(was)
             return
-        residual = torch.cat([z[0].t() for z in latents])[None].transpose(1, 2)  # (1, D, N)
-        for stage in q.quantizers:
-            z_e = stage.in_project(residual)
-            flat = z_e[0].t().cpu()
-            centres = kmeans(flat, stage.codebook_size, int(self.obj["kmeans_iters"]), g, cosine=stage.l2_normalize)
-            stage.codebook.weight.copy_(centres.to(stage.codebook.weight))
-            residual = residual - stage(residual).quantized
+        z = torch.cat([z[0].t() for z in latents])[None].transpose(1, 2)  # (1, D, N)
+        kmeans_init_rvq(q, z, int(self.obj["kmeans_iters"]), g)
         gen.train(was)
 
     def _load_items(self):

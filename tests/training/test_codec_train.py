@@ -121,7 +121,26 @@ def test_semantic_codec_trains_and_checkpoint_loads(tmp_path):
     ids, quantized = codec.quantize(feats)
     assert ids.shape == (2, 20) and quantized.shape == (2, 20, codec.cfg.hidden_size)
     assert codec.decode(quantized).shape == feats.shape
-    assert (out / "loss.png").exists() or True  # matplotlib optional
+    assert (out / "loss.png").is_file()
+
+
+def test_semantic_codec_kmeans_init_spreads_codes(tmp_path):
+    """objective.kmeans_init: before step 1 the codebook is fitted to the encoded features, so
+    the ids of the training data use far more codes than with the random codebook."""
+    tr = make_trainer(semantic_config(tmp_path / "km", 1, objective={"kmeans_init": True, "kmeans_frames": 1000}))
+    codec = tr.unwrap(tr.nets["codec"])
+
+    def perplexity():
+        ids, _ = codec.quantize(torch.cat(tr.items)[None])
+        return codebook_stats(ids, codec.cfg.codebook_size)["perplexity"]
+
+    with torch.no_grad():
+        before = perplexity()
+        tr._kmeans_init()
+        after = perplexity()
+    print(f"semantic codec perplexity over the training features: {before:.0f} -> {after:.0f} (k-means init)")
+    assert after > 1.5 * before, (before, after)
+    tr.train()  # and the run trains from there (the init is step 0's; a resumed run skips it)
 
 
 def test_semantic_codec_resume_matches(tmp_path):
