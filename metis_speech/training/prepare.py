@@ -290,20 +290,23 @@ class _Worker:
                 out.extend(self.tokenize([p]))
             return out
 
-    def _tokenize(self, plans: List[dict]):
-        cfg = self.cfg
+    def plan_features(self, plans: List[dict]) -> Tuple[List[torch.Tensor], List[Dict[str, int]]]:
+        """SSL features of every waveform of the plans (the clean target ``w16`` and, when
+        present, ``prompt16`` and ``cond_wav``) in one batched pass, and per plan the index of
+        each of its waveforms' features (keys ``clean``, ``prompt``, ``cond``)."""
         wavs, slots = [], []
         for p in plans:
-            s = {"clean": len(wavs)}
-            wavs.append(p["w16"])
-            if "prompt16" in p:
-                s["prompt"] = len(wavs)
-                wavs.append(p["prompt16"])
-            if "cond_wav" in p:
-                s["cond"] = len(wavs)
-                wavs.append(p["cond_wav"])
+            s = {}
+            for key, name in (("w16", "clean"), ("prompt16", "prompt"), ("cond_wav", "cond")):
+                if key in p:
+                    s[name] = len(wavs)
+                    wavs.append(p[key])
             slots.append(s)
-        feats = self.batch_features(wavs)
+        return self.batch_features(wavs), slots
+
+    def _tokenize(self, plans: List[dict]):
+        cfg = self.cfg
+        feats, slots = self.plan_features(plans)
         dt = COND_DTYPES[cfg.cond_dtype]
         results = []
         for p, s in zip(plans, slots):

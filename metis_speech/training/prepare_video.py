@@ -207,15 +207,7 @@ class VideoWorker(_Worker):
         from ..models.visual import l2s_condition
 
         cfg = self.cfg
-        wavs, slots = [], []
-        for p in plans:
-            s = {"clean": len(wavs)}
-            wavs.append(p["w16"])
-            if "prompt16" in p:
-                s["prompt"] = len(wavs)
-                wavs.append(p["prompt16"])
-            slots.append(s)
-        feats = self.batch_features(wavs)
+        feats, slots = self.plan_features(plans)
         results: List[Tuple[dict, Optional[dict], Optional[str]]] = []
         for p, s in zip(plans, slots):
             it: Item = p["item"]
