@@ -319,72 +319,14 @@ class SmallModel:
                 getattr(getattr(tr, "dataset", None), "skipped", None) or {}}
 
     def step_semantic_codec(self) -> dict:
-        from .trainer import Trainer
-
-        init = None
-        if Trainer.latest_checkpoint(self.path("semantic_codec")) is None:
-            init = self._semantic_codec_init()
+        """The semantic codec on the base SSL's features of the corpus, its codebook started as
+        k-means centres of the encoded features (``objective.kmeans_init``). Without that the
+        tiny codec's ids collapse within ~20 steps (perplexity 55 -> 1 at lr 2e-4; -> 4, then a
+        slow climb to ~12 at lr 1e-3); with it they stay spread (~330 of 1024 after 100 steps
+        at lr 1e-3)."""
         return self._train("semantic_codec", data={"path": str(self.train_manifest)},
-                           objective={"ssl_source": str(self.path("base"))},
-                           model={"init_from": str(init or self.path("semantic_codec_init"))})
-
-    def _semantic_codec_init(self) -> Path:
-        """The semantic codec's starting point: random networks whose codebook is k-means
-        centres (cosine) of the untrained encoder's projected outputs over corpus features.
-
-        Without it the tiny codec's ids collapse within ~20 steps (perplexity 55 -> 1 at
-        lr 2e-4; -> 4, then a slow climb to ~12 at lr 1e-3); with it they stay spread
-        (perplexity ~330 of 1024 after 100 steps at lr 1e-3). The acoustic trainer has this
-        as ``objective.kmeans_init``; the semantic trainer does not, so it is done here."""
-        import shutil
-
-        import torch
-
-        from ..audio import load_audio
-        from ..bundle import load_ssl
-        from ..config import config_from_dict, config_to_dict, load_preset
-        from ..loading import save_checkpoint
-        from ..models.semantic_codec import SemanticCodec
-        from .codec_train import codebook_stats, kmeans
-
-        d = self.path("semantic_codec_init")
-        if (d / "config.json").is_file():
-            return d
-        cfg = self._config("semantic_codec")
-        mcfg = config_from_dict(dict(config_to_dict(load_preset(cfg.model.preset, "semantic_codec")), **(cfg.model.overrides or {})))
-        torch.manual_seed(cfg.train.seed)
-        codec = SemanticCodec(mcfg).eval()
-        ssl = load_ssl(self.path("base") / "ssl")
-        budget, feats, n = int(self.budget["semantic_kmeans_frames"]), [], 0
-        for line in self.train_manifest.read_text().splitlines():
-            if n >= budget or not line.strip():
-                continue
-            audio = Path(json.loads(line)["audio"])
-            try:
-                wav, _ = load_audio(audio if audio.is_absolute() else self.corpus / audio, ssl.sample_rate)
-                with torch.no_grad():
-                    f = ssl([wav], ssl.sample_rate)
-            except MetisError:
-                continue
-            feats.append(f.features[0][f.mask[0]].float())
-            n += feats[-1].shape[0]
-        if not feats:
-            raise MetisError(f"{self.train_manifest}: no readable audio for the semantic codec's k-means init")
-        x = torch.cat(feats)[None]
-        stage = codec.quantizer.quantizers[0]
-        with torch.no_grad():
-            before = codebook_stats(codec.quantize(x)[0], mcfg.codebook_size)
-            z = stage.in_project(codec.encode(x))[0].t()
-            stage.codebook.weight.copy_(kmeans(z, mcfg.codebook_size, 10, torch.Generator().manual_seed(cfg.train.seed), cosine=True))
-            after = codebook_stats(codec.quantize(x)[0], mcfg.codebook_size)
-        tmp = d.with_name(f".tmp-{d.name}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        save_checkpoint(codec, tmp)
-        _atomic_json(tmp / "kmeans.json", {"frames": int(x.shape[1]), "before": before, "after": after})
-        os.replace(tmp, d)
-        self.log(f"  semantic codec k-means init on {x.shape[1]} frames: perplexity {before['perplexity']:.0f} -> {after['perplexity']:.0f}")
-        return d
+                           objective={"ssl_source": str(self.path("base")), "kmeans_init": True,
+                                      "kmeans_frames": int(self.budget["semantic_kmeans_frames"])})
 
     def step_acoustic_codec(self) -> dict:
         return self._train("acoustic_codec", data={"path": str(self.train_manifest)})
