@@ -244,16 +244,21 @@ def _run_record(ckpt: Path) -> dict:
     paths = [data["path"]] if data.get("path") else [e["path"] for e in data.get("sources") or [] if e.get("path")]
     if paths:
         rec["data"] = [str(Path(p).resolve()) for p in paths]
-        toks = []
+        toks, vocabs = [], []
         for p in paths:
             prep = Path(p) / "prepare.json"
             if prep.is_file():
                 try:
-                    toks.append(str(json.loads(prep.read_text()).get("model")))
+                    settings = json.loads(prep.read_text())
                 except (OSError, json.JSONDecodeError):
-                    pass
+                    continue
+                toks.append(str(settings.get("model")))
+                if settings.get("phone_vocab"):
+                    vocabs.append(settings["phone_vocab"])
         if toks:
             rec["tokenizers"] = sorted(set(toks))
+        if vocabs:
+            rec["phone_vocabs"] = sorted(set(vocabs))
     return rec
 
 
@@ -488,12 +493,14 @@ def assemble_bundle(
                 s1cfgs[task] = cfg
         vocab_path = Path(phone_vocab) if phone_vocab is not None else (
             base_dir / base_m["phone_vocab"] if base_m.get("phone_vocab") else None)
-        vocab_max = None
+        vocab_max = vocab_fp = None
         if vocab_path is not None:
             from .text.vocab import PhoneVocab
 
-            ids = PhoneVocab.from_json(vocab_path).id_to_symbol
+            vocab = PhoneVocab.from_json(vocab_path)
+            ids = vocab.id_to_symbol
             vocab_max = max(ids) if ids else None
+            vocab_fp = vocab.fingerprint()
         if "ssl" in plan:
             ssl_hidden = int(json.loads((plan["ssl"][0] / "ssl_config.json").read_text())["hidden_size"])
             problems += check_compatibility(configs, s1cfgs, ssl_hidden, vocab_max)
@@ -513,6 +520,10 @@ def assemble_bundle(
             for task, (d, rec) in s1plan.items():
                 deps = _DEPENDS["stage1_cond" if s1cfgs[task].adapter == "gated" else "stage1"]
                 problems += _lineage_problems(f"stage-1 {task!r}", rec, deps, ours, ident)
+                other = [v for v in rec.get("phone_vocabs", []) if v != vocab_fp]
+                if s1cfgs[task].use_phone_cond and vocab_fp and other:
+                    problems.append(f"stage-1 {task!r} was trained on phone ids of another vocabulary ({other[0]}) "
+                                    f"than the bundle's ({vocab_fp})")
             if problems:
                 raise MetisError("; ".join(dict.fromkeys(problems)) + " (retrain on matching data, or skip this check with "
                                  "check_lineage=False / --no-lineage-check)")

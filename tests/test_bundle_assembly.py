@@ -229,3 +229,32 @@ def test_cli_errors_are_one_line(runs, tmp_path, capsys):
     (tmp_path / "full" / "x").write_text("x")
     assert main(["bundle", "--out", str(tmp_path / "full"), "--base", str(runs["base"])]) == 2
     assert "already exists" in capsys.readouterr().err
+
+
+def test_stage1_trained_on_another_phone_vocabulary_is_refused(runs, tmp_path, shared_dir):
+    """prepare.json records the phone vocabulary's fingerprint; a TTS stage 1 trained on those
+    phone ids cannot go into a bundle whose vocabulary maps them differently."""
+    import json
+
+    from metis_speech.text.vocab import PhoneVocab
+    from metis_speech.training.prepare import PrepareConfig, prepare
+
+    manifest = tmp_path / "m.jsonl"
+    manifest.write_text("".join(json.dumps({"audio": str(w), "text": "hello world", "speaker": "a", "language": "en"}) + "\n"
+                                for w in sorted(runs["wavs"].glob("*.wav"))))
+    shards = tmp_path / "shards"
+    prepare(PrepareConfig(input=str(manifest), out=str(shards), model=str(runs["base"]), task="tts", acoustic=False,
+                          device="cpu", progress=False), log=None)
+    vocab_file = shared_dir / "g2p" / "vocab.json"
+    fp = PhoneVocab.from_json(vocab_file).fingerprint()
+    assert json.loads((shards / "prepare.json").read_text())["phone_vocab"] == fp
+    tts = _train({"model": {"component": "stage1_tts"}, "data": {"path": str(shards), "max_frames": 512}}, tmp_path / "tts")
+    assert read_manifest(assemble_bundle(tmp_path / "ok", runs["base"], stage1={"tts": tts}))["provenance"]["stage1/tts"]["phone_vocabs"] == [fp]
+    table = json.loads(vocab_file.read_text())
+    table = table.get("vocab", table)
+    a, b = sorted(table)[:2]
+    table[a], table[b] = table[b], table[a]  # same symbols and ids, two of them swapped
+    other = tmp_path / "other_vocab.json"
+    other.write_text(json.dumps({"vocab": table}))
+    with pytest.raises(MetisError, match=r"stage-1 'tts' was trained on phone ids of another vocabulary"):
+        assemble_bundle(tmp_path / "bad", runs["base"], stage1={"tts": tts}, phone_vocab=other)

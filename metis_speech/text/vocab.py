@@ -58,6 +58,12 @@ class PhoneVocab:
     def __len__(self) -> int:
         return len(self.symbol_to_id)
 
+    def fingerprint(self) -> str:
+        """sha256 of the symbol -> id table (canonical JSON): equal for equal vocabularies,
+        whatever file layout they were read from."""
+        blob = json.dumps(sorted(self.symbol_to_id.items()), ensure_ascii=False, separators=(",", ":"))
+        return "sha256:" + hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
     def __contains__(self, symbol: object) -> bool:
         return symbol in self.symbol_to_id
 

@@ -364,6 +364,14 @@ def _tensors(utts: Sequence[dict]) -> Dict[str, torch.Tensor]:
 
 
 # ------------------------------------------------------------------------------ run
+def _phone_vocab_fingerprint(cfg: PrepareConfig) -> str:
+    """Fingerprint of the phone vocabulary the tokenizer of ``cfg.model`` / ``cfg.phone_vocab`` uses."""
+    from ..pipeline import Metis
+
+    m = Metis.from_pretrained("tts", cfg.model, device="cpu", lazy=True, phone_vocab=cfg.phone_vocab)
+    return m._net("phones").vocab.fingerprint()
+
+
 def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> dict:
     """Run (or resume) a preparation; returns the summary (also saved as ``summary.json``).
 
@@ -393,6 +401,8 @@ def prepare(cfg: PrepareConfig, stop_after: Optional[int] = None, log=print) -> 
     else:
         worker_cls = _Worker
     settings = dict(cfg.content(), input=str(cfg.input), items=len(items), fingerprint=fingerprint(items))
+    if cfg.wants_phones:  # phone ids mean nothing without their vocabulary (bundle lineage checks it)
+        settings["phone_vocab"] = _phone_vocab_fingerprint(cfg)
     if video_task:
         settings.update(check_video_config(cfg, items))
     check_settings(out, settings)
