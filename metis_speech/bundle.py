@@ -30,6 +30,7 @@ import torch
 
 from .config import SSLConfig, config_to_dict, config_from_dict, load_preset
 from .errors import CheckpointError
+from .hashing import sha256_file
 
 FORMAT = "metis-speech-bundle"
 MANIFEST = "metis.json"
@@ -190,11 +191,8 @@ _DEPENDS = {"s2a_full": ("semantic_codec", "acoustic_encoder", "acoustic_decoder
 
 
 def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
+    """Short checksum of a weight file (16 hex digits) for provenance and lineage."""
+    return sha256_file(path)[:16]
 
 
 def _checkpoint_dir(src: Union[str, os.PathLike], what: str) -> Path:

@@ -32,6 +32,7 @@ from torch import nn
 
 from ..config import SSLConfig
 from ..errors import AudioError, CheckpointError, HubError
+from ..hashing import sha256_file
 
 __all__ = [
     "SSLFeatureExtractor",
@@ -76,18 +77,10 @@ def _offline() -> bool:
     return env in ("1", "true", "yes", "on") or bool(constants.HF_HUB_OFFLINE)
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def official_stats_path() -> Path:
     """Path of the official statistics file, downloaded once (sha256-checked) into the HF cache."""
     target = _stats_cache_dir() / "wav2vec2bert_stats.pt"
-    if target.is_file() and _sha256(target) == OFFICIAL_STATS_SHA256:
+    if target.is_file() and sha256_file(target) == OFFICIAL_STATS_SHA256:
         return target
     hint = (
         "pass a local copy instead (e.g. stats='<shared>/parity/stats', a directory with "

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Dict, Iterable, List, Mapping, Optional, Union
 
 from ..errors import HubError, MetisError
+from ..hashing import sha256_file
 
 OFFICIAL_COMMIT = "d3de90f02e7f1c7dbc24b04d52fe1b8ef438effe"
 OFFICIAL_URL = (
@@ -120,11 +121,8 @@ class PhoneVocab:
 
 
 def sha256_of(path: PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 16), b""):
-            h.update(block)
-    return h.hexdigest()
+    """Hex sha256 of a file (kept for callers of this module; see :func:`metis_speech.hashing.sha256_file`)."""
+    return sha256_file(path)
 
 
 def default_cache_dir() -> Path:

@@ -35,7 +35,6 @@ weights for ``random:<preset>``). Skip reasons added to the audio ones: ``no vid
 
 from __future__ import annotations
 
-import hashlib
 import math
 import shutil
 from pathlib import Path
@@ -45,6 +44,7 @@ import numpy as np
 import torch
 
 from ..errors import MetisError
+from ..hashing import sha256_file
 from .prepare import COND_DTYPES, PrepareConfig, _fit, _Skip, _Worker
 from .prepare_io import Item
 from .task_data import item_rng
@@ -63,14 +63,6 @@ def resolve_visual_dir(path: Union[str, Path]) -> Path:
         if (d / "config.json").is_file() and (d / "model.safetensors").is_file():
             return d
     raise MetisError(f"--visual {path}: not a visual-encoder checkpoint (no config.json + model.safetensors there or in final/)")
-
-
-def _file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()[:16]
 
 
 def check_video_config(cfg: PrepareConfig, items: Sequence[Item]) -> dict:
@@ -98,7 +90,7 @@ def check_video_config(cfg: PrepareConfig, items: Sequence[Item]) -> dict:
             extra["visual"] = "model source"
         else:
             d = resolve_visual_dir(cfg.visual)
-            extra["visual"] = {"path": str(d.resolve()), "sha256": _file_digest(d / "model.safetensors")}
+            extra["visual"] = {"path": str(d.resolve()), "sha256": sha256_file(d / "model.safetensors")[:16]}
     return extra
 
 
