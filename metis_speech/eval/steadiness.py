@@ -133,8 +133,6 @@ def steadiness(
     edges = [0.0, *boundaries_s, duration]
     windows = [wav[int(a * sample_rate) : int(b * sample_rate)] for a, b in zip(edges[:-1], edges[1:])]
     levels = [active_level_db(w, sample_rate) for w in windows]
-    first = embed(windows[0])
-    sims_first = []
-    if first is not None:
-        sims_first = [float(np.dot(first, e)) for e in (embed(w) for w in windows) if e is not None]
+    embs = [embed(w) for w in windows]
+    sims_first = [float(np.dot(embs[0], e)) for e in embs if e is not None] if embs[0] is not None else []
     return Steadiness(list(bounds), b_steps, c_steps, b_sims, c_sims, levels, sims_first)
