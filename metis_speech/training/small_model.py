@@ -8,20 +8,33 @@ The corpus is a ``metis make-corpus`` folder (``train.jsonl`` with ``audio``, ``
 =================  ==========================================================================
 base               ``random:tiny`` bundle; its SSL is the fixed front end of everything below
 semantic_codec     semantic codec on the corpus audio, features of that SSL (``ssl_source``)
-acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
-                   restarts, reconstruction-only warm-up)
-bundle_v1          base + the two trained codecs (the tokenizers of everything below)
-prepare_tokens     ``metis prepare --task none`` with acoustic ids and phones (S2A, stage 1, TTS)
+bundle_v0          base + the trained semantic codec (the tokenizer of the stage-1 shards)
+prepare_stage1     ``metis prepare --task none`` with phones (stage-1 pre-training, TTS)
 prepare_se         ``metis prepare --task se`` (clean ids + SSL features of a noisy copy)
-s2a, s2a_1layer    S2A full and 1-layer
 stage1_pretrain    stage-1 pre-training (no condition)
 stage1_tts         TTS: full fine-tune with the phone prefix (a new prefix needs the whole model)
 stage1_se          SE: LoRA + gated adapter, as the paper fine-tunes SE (the merged weights go
                    in the bundle)
+acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
+                   restarts, reconstruction-only warm-up)
+bundle_v1          bundle_v0 + the trained acoustic codec (the tokenizer of the S2A shards)
+prepare_s2a        ``metis prepare --task none`` with acoustic ids
+s2a, s2a_1layer    S2A full and 1-layer
 bundle             ``assemble_bundle``: bundle_v1 + S2A + stage 1 (tts, se, base), untrained
                    stage-1 tasks dropped
 examples           on a dev item: codec resynthesis, SE of a noisy copy, TTS in its voice
 =================  ==========================================================================
+
+Stage 1 needs only the semantic codec, S2A needs both codecs, so after the semantic codec
+two chains (:data:`LANES`) share nothing: on a 2-core machine run them side by side, then
+the plain command for the bundle and examples::
+
+    python -m metis_speech.training.small_model --corpus C --work W --lane stage1 &
+    python -m metis_speech.training.small_model --corpus C --work W --lane s2a &
+    wait; python -m metis_speech.training.small_model --corpus C --work W
+
+(the ``s2a`` lane trains the acoustic codec at once and waits for the other lane's
+``bundle_v0``; both record their steps in ``<work>/summary.json`` under a file lock).
 
 A step is skipped when its output is complete; a training step whose run directory holds
 checkpoints continues from them (``metis train --resume``), so killing the driver and
@@ -30,11 +43,11 @@ every chunk of steps and prints a progress line per chunk; ``<work>/summary.json
 what was done, with losses, accuracies and codebook use.
 
 Budgets (:data:`BUDGETS`: steps per network; hours for one CPU thread on a shared 2-core
-machine, from measured step times: acoustic codec ~3 s/step, semantic codec ~0.3 s,
+machine, from measured step times: acoustic codec ~2.5 s/step, semantic codec ~0.2 s,
 stage 1 / S2A ~0.45 s at 2048 frames per batch): ``tiny`` 2-4 steps each (a test, about a
-minute on a 6-utterance corpus); ``short`` about 7 CPU hours on the 1-hour corpus (acoustic
-codec 4000 steps, S2A 4000 + 2000, stage 1 4000 + 3000 + 1500); ``full`` 10x the steps,
-about 65 CPU hours.
+minute on a 6-utterance corpus); ``short`` about 6 CPU hours on the 1-hour corpus (acoustic
+codec 3000 steps, S2A 4000 + 2000, stage 1 4000 + 3000 + 1500), about 3.5 hours of wall
+time in two lanes; ``full`` about 10x the steps, about 65 CPU hours.
 """
 
 from __future__ import annotations
@@ -52,9 +65,24 @@ from ..errors import MetisError
 
 __all__ = ["BUDGETS", "SmallModel", "main"]
 
-TRAIN_STEPS = ("semantic_codec", "acoustic_codec", "s2a", "s2a_1layer", "stage1_pretrain", "stage1_tts", "stage1_se")
-STEPS = ("base", "semantic_codec", "acoustic_codec", "bundle_v1", "prepare_tokens", "prepare_se", "s2a", "s2a_1layer",
-         "stage1_pretrain", "stage1_tts", "stage1_se", "bundle", "examples")
+TRAIN_STEPS = ("semantic_codec", "stage1_pretrain", "stage1_tts", "stage1_se", "acoustic_codec", "s2a", "s2a_1layer")
+# in order; each step's inputs are complete outputs of the steps in DEPENDS
+STEPS = ("base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
+         "stage1_se", "acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer", "bundle", "examples")
+DEPENDS: Dict[str, tuple] = {
+    "base": (), "semantic_codec": ("base",), "bundle_v0": ("base", "semantic_codec"),
+    "prepare_stage1": ("bundle_v0",), "prepare_se": ("bundle_v0",), "stage1_pretrain": ("prepare_stage1",),
+    "stage1_tts": ("prepare_stage1", "stage1_pretrain"), "stage1_se": ("prepare_se", "stage1_pretrain"),
+    "acoustic_codec": (), "bundle_v1": ("bundle_v0", "acoustic_codec"), "prepare_s2a": ("bundle_v1",),
+    "s2a": ("prepare_s2a",), "s2a_1layer": ("prepare_s2a",),
+    "bundle": ("bundle_v1", "s2a", "s2a_1layer", "stage1_pretrain", "stage1_tts", "stage1_se"), "examples": ("bundle",),
+}
+# two chains that share nothing after the semantic codec: one process each on a 2-core machine
+LANES: Dict[str, tuple] = {
+    "stage1": ("base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
+               "stage1_se"),
+    "s2a": ("acoustic_codec", "bundle_v0", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer"),
+}
 RECIPES = {n: f"small_{n}" for n in TRAIN_STEPS}
 
 # max_steps per network, steps between checkpoints (and progress lines), setting overrides
@@ -72,13 +100,13 @@ BUDGETS: Dict[str, dict] = {
         "hours": "a few minutes for a 6-utterance corpus",
     },
     "short": {
-        "steps": {"semantic_codec": 3000, "acoustic_codec": 4000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
+        "steps": {"semantic_codec": 3000, "acoustic_codec": 3000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
                   "stage1_tts": 3000, "stage1_se": 1500},
         "chunk": 250,
         "overrides": {},
         "semantic_kmeans_frames": 20000,
         "decode": {},
-        "hours": "about 7 CPU hours (one thread) for the 1-hour corpus: acoustic codec ~3.5 h, the rest ~3.5 h",
+        "hours": "about 6 CPU hours (one thread) for the 1-hour corpus: acoustic codec ~2 h, the rest ~4 h; ~3.5 h in two lanes",
     },
     "full": {
         "steps": {"semantic_codec": 20000, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
@@ -196,20 +224,53 @@ class SmallModel:
         self._log(f"[{time.strftime('%H:%M:%S')}] {msg}")
 
     def path(self, name: str) -> Path:
-        return {"base": self.work / "base", "bundle_v1": self.work / "bundle_v1", "bundle": self.work / "bundle",
-                "prepare_tokens": self.work / "data" / "tokens", "prepare_se": self.work / "data" / "se",
+        return {"base": self.work / "base", "bundle_v0": self.work / "bundle_v0", "bundle_v1": self.work / "bundle_v1",
+                "bundle": self.work / "bundle", "prepare_stage1": self.work / "data" / "stage1",
+                "prepare_s2a": self.work / "data" / "s2a", "prepare_se": self.work / "data" / "se",
                 "examples": self.work / "examples"}.get(name, self.work / "runs" / name)  # runs/<name>
 
-    def _save_summary(self) -> None:
+    def _summary_lock(self):
+        """An exclusive lock on ``<work>/summary.lock`` (two lanes share summary.json)."""
+        import contextlib
+        import fcntl
+
+        @contextlib.contextmanager
+        def lock():
+            with open(self.work / "summary.lock", "a") as fh:
+                fcntl.flock(fh, fcntl.LOCK_EX)
+                try:
+                    yield
+                finally:
+                    fcntl.flock(fh, fcntl.LOCK_UN)
+        return lock()
+
+    def _read_summary(self) -> dict:
+        try:
+            return json.loads(self.summary_path.read_text())
+        except FileNotFoundError:
+            return {}
+        except json.JSONDecodeError as e:
+            raise MetisError(f"{self.summary_path}: not valid JSON ({e}); move it away to start the summary afresh")
+
+    def _write_summary(self) -> None:
         self.summary["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S")
+        steps = self.summary.get("steps", {})  # keep STEPS order
+        self.summary["steps"] = {n: steps[n] for n in STEPS if n in steps}
         _atomic_json(self.summary_path, self.summary)
+
+    def _save_step(self, name: str, rec: dict) -> None:
+        """Record step ``name`` in summary.json, keeping what another process wrote meanwhile."""
+        with self._summary_lock():
+            self.summary = self._read_summary() or self.summary
+            self.summary.setdefault("steps", {})[name] = rec
+            self._write_summary()
 
     def complete(self, name: str) -> bool:
         """Whether step ``name`` left a complete output."""
         from ..bundle import is_bundle
 
         p = self.path(name)
-        if name in ("base", "bundle_v1", "bundle"):
+        if name in ("base", "bundle_v0", "bundle_v1", "bundle"):
             return is_bundle(p)
         if name.startswith("prepare_"):
             try:
@@ -226,40 +287,70 @@ class SmallModel:
         return all((final / f).is_file() for f in need)
 
     # ---------------------------------------------------------------- the run
-    def run(self) -> dict:
+    def run(self, only: Optional[Sequence[str]] = None, wait_s: Optional[float] = None) -> dict:
+        """Do every step of ``only`` (default: all of :data:`STEPS`) that is not complete, in order.
+
+        A step whose input (:data:`DEPENDS`) is outside ``only`` and not complete is an error,
+        or, with ``wait_s``, is waited for (polled every ``wait_s`` seconds): that is how two
+        lanes (:data:`LANES`) run side by side in two processes on the same work directory."""
+        todo = list(STEPS) if only is None else [n for n in STEPS if n in set(only)]
+        unknown = sorted(set(only or ()) - set(STEPS))
+        if unknown:
+            raise MetisError(f"unknown step(s) {', '.join(unknown)}; steps: {', '.join(STEPS)}")
         self.work.mkdir(parents=True, exist_ok=True)
-        if self.summary_path.is_file():
-            self.summary = json.loads(self.summary_path.read_text())
-            if self.summary.get("budget") != self.budget_name:
+        with self._summary_lock():
+            self.summary = self._read_summary()
+            if self.summary.get("budget") not in (None, self.budget_name):
                 self.log(f"note: {self.work} was started with budget {self.summary.get('budget')}, continuing with {self.budget_name}")
-        self.summary.update(corpus=str(self.corpus.resolve()), work=str(self.work.resolve()), budget=self.budget_name,
-                            phone_vocab=str(self.phone_vocab))
-        self.summary.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
-        self.summary.setdefault("steps", {})
-        self.log(f"small Metis: corpus {self.corpus}, work {self.work}, budget {self.budget_name} ({self.budget['hours']})")
-        for i, name in enumerate(STEPS, 1):
-            rec = self.summary["steps"].get(name, {})
+            self.summary.update(corpus=str(self.corpus.resolve()), work=str(self.work.resolve()), budget=self.budget_name,
+                                phone_vocab=str(self.phone_vocab))
+            self.summary.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
+            self.summary.setdefault("steps", {})
+            self._write_summary()
+        what = "" if only is None else f", steps {', '.join(todo)}"
+        self.log(f"small Metis: corpus {self.corpus}, work {self.work}, budget {self.budget_name} ({self.budget['hours']}){what}")
+        for name in todo:
+            i = STEPS.index(name) + 1
+            rec = dict(self.summary["steps"].get(name, {}))
             if self.complete(name):
                 self.log(f"[{i}/{len(STEPS)}] {name}: complete, skipped")
                 rec["status"] = "done"
                 if name in TRAIN_STEPS and "losses" not in rec:
                     rec["losses"] = run_losses(self.path(name))
             else:
+                self._inputs_ready(name, todo, wait_s)
                 self.log(f"[{i}/{len(STEPS)}] {name}: starting")
                 t0 = time.time()
                 rec = dict(getattr(self, f"step_{name}")(), status="done")
                 rec["wall_s"] = round(time.time() - t0 + (self.summary["steps"].get(name, {}).get("wall_s") or 0), 1)
                 self.log(f"[{i}/{len(STEPS)}] {name}: done in {time.time() - t0:.0f} s")
             rec["output"] = str(self.path(name))
-            self.summary["steps"][name] = rec
-            self._save_summary()
+            self._save_step(name, rec)
             if name == self.stop_after:
                 self.log(f"stopping after {name} (--stop-after)")
                 break
         if self.complete("bundle"):
-            self.summary["bundle"] = str(self.path("bundle"))
-            self._save_summary()
+            with self._summary_lock():
+                self.summary = self._read_summary()
+                self.summary["bundle"] = str(self.path("bundle"))
+                self._write_summary()
         return self.summary
+
+    def _inputs_ready(self, name: str, todo: Sequence[str], wait_s: Optional[float]) -> None:
+        """Raise (or, with ``wait_s``, wait) while an input of ``name`` made outside ``todo`` is incomplete."""
+        said = set()
+        while True:
+            missing = [d for d in DEPENDS[name] if not self.complete(d)]
+            if not missing:
+                return
+            outside = [d for d in missing if d not in todo]
+            if len(outside) < len(missing) or wait_s is None:
+                raise MetisError(f"step {name} needs {', '.join(missing)}, which {'is' if len(missing) == 1 else 'are'} "
+                                 "not complete; run it first (or run the other lane beside this one)")
+            if tuple(outside) not in said:
+                self.log(f"  {name}: waiting for {', '.join(outside)} (another process)")
+                said.add(tuple(outside))
+            time.sleep(wait_s)
 
     # ---------------------------------------------------------------- steps
     def step_base(self) -> dict:
@@ -331,18 +422,24 @@ class SmallModel:
     def step_acoustic_codec(self) -> dict:
         return self._train("acoustic_codec", data={"path": str(self.train_manifest)})
 
+    def step_bundle_v0(self) -> dict:
+        from ..bundle import assemble_bundle
+
+        assemble_bundle(self.path("bundle_v0"), self.path("base"),
+                        {"semantic_codec": self.path("semantic_codec") / "final"}, overwrite=True)
+        return {"note": "base + the trained semantic codec (tokenizer of the stage-1 shards)"}
+
     def step_bundle_v1(self) -> dict:
         from ..bundle import assemble_bundle
 
-        assemble_bundle(self.path("bundle_v1"), self.path("base"),
-                        {"semantic_codec": self.path("semantic_codec") / "final",
-                         "acoustic_codec": self.path("acoustic_codec") / "final"}, overwrite=True)
-        return {"note": "base + trained semantic and acoustic codecs (tokenizers of the shards)"}
+        assemble_bundle(self.path("bundle_v1"), self.path("bundle_v0"),
+                        {"acoustic_codec": self.path("acoustic_codec") / "final"}, overwrite=True)
+        return {"note": "bundle_v0 + the trained acoustic codec (tokenizer of the S2A shards)"}
 
-    def _prepare(self, name: str, task: str, acoustic: bool, phones: bool) -> dict:
+    def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool) -> dict:
         from .prepare import PrepareConfig, prepare
 
-        cfg = PrepareConfig(input=str(self.train_manifest), out=str(self.path(name)), model=str(self.path("bundle_v1")),
+        cfg = PrepareConfig(input=str(self.train_manifest), out=str(self.path(name)), model=str(self.path(model)),
                             task=task, acoustic=acoustic, phones=phones, language=self.language, device="cpu",
                             progress=False, seed=0)
         s = prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
@@ -351,23 +448,28 @@ class SmallModel:
         return {"utterances": s["utterances"], "hours": s["hours"], "skipped": s["skipped"],
                 "codebook_use": token_stats(self.path(name))}
 
-    def step_prepare_tokens(self) -> dict:
-        return self._prepare("prepare_tokens", "none", acoustic=True, phones=True)
+    def step_prepare_stage1(self) -> dict:
+        """Semantic ids and phones: stage 1 needs only the semantic codec, so its chain does not
+        wait for the acoustic codec."""
+        return self._prepare("prepare_stage1", "bundle_v0", "none", acoustic=False, phones=True)
 
     def step_prepare_se(self) -> dict:
-        return self._prepare("prepare_se", "se", acoustic=False, phones=False)
+        return self._prepare("prepare_se", "bundle_v0", "se", acoustic=False, phones=False)
+
+    def step_prepare_s2a(self) -> dict:
+        return self._prepare("prepare_s2a", "bundle_v1", "none", acoustic=True, phones=False)
 
     def step_s2a(self) -> dict:
-        return self._train("s2a", data={"path": str(self.path("prepare_tokens"))})
+        return self._train("s2a", data={"path": str(self.path("prepare_s2a"))})
 
     def step_s2a_1layer(self) -> dict:
-        return self._train("s2a_1layer", data={"path": str(self.path("prepare_tokens"))})
+        return self._train("s2a_1layer", data={"path": str(self.path("prepare_s2a"))})
 
     def step_stage1_pretrain(self) -> dict:
-        return self._train("stage1_pretrain", data={"path": str(self.path("prepare_tokens"))})
+        return self._train("stage1_pretrain", data={"path": str(self.path("prepare_stage1"))})
 
     def step_stage1_tts(self) -> dict:
-        return self._train("stage1_tts", data={"path": str(self.path("prepare_tokens"))},
+        return self._train("stage1_tts", data={"path": str(self.path("prepare_stage1"))},
                            model={"init_from": str(self.path("stage1_pretrain") / "final")})
 
     def step_stage1_se(self) -> dict:
@@ -460,6 +562,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--language", default="en", help="transcript language for phones (default en)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--stop-after", default=None, choices=STEPS, help="stop after this step (resume later)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--lane", default=None, choices=sorted(LANES),
+                   help="run one of two independent chains; start `--lane stage1` and `--lane s2a` in two processes "
+                        "(each waits for what the other makes), then the plain command for the bundle and examples")
+    g.add_argument("--only", default=None, help="comma-separated steps to run (their inputs must be complete)")
+    p.add_argument("--wait-s", type=float, default=30.0, help="with --lane: seconds between checks for the other lane's outputs")
     return p
 
 
@@ -471,7 +579,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(max(1, args.threads))
         driver = SmallModel(args.corpus, args.work, args.budget, args.phone_vocab, args.language,
                             log=lambda m: print(m, flush=True), stop_after=args.stop_after)
-        summary = driver.run()
+        only = LANES[args.lane] if args.lane else ([x.strip() for x in args.only.split(",") if x.strip()] if args.only else None)
+        summary = driver.run(only, wait_s=args.wait_s if args.lane else None)
     except MetisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -48,34 +48,45 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, shared_dir, capsys
 
     work = tmp_path / "work"
     args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--phone-vocab", str(shared_dir / "g2p" / "vocab.json")]
-    assert main(args + ["--stop-after", "acoustic_codec"]) == 0
+    assert main(args + ["--lane", "stage1", "--stop-after", "stage1_pretrain"]) == 0
     out = capsys.readouterr().out
-    assert "stopping after acoustic_codec" in out
+    assert "stopping after stage1_pretrain" in out
     s = json.loads((work / "summary.json").read_text())
-    assert list(s["steps"]) == ["base", "semantic_codec", "acoustic_codec"]
+    assert list(s["steps"]) == ["base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain"]
     # the codec learnt the base bundle's own SSL features
     info = json.loads((work / "runs" / "semantic_codec" / "final" / "ssl.json").read_text())
     assert info["fingerprint"] == ssl_fingerprint(load_ssl(work / "base" / "ssl"))
+    # stage 1 needed no acoustic codec; its shards hold none
+    assert not (work / "runs" / "acoustic_codec").exists()
+    assert "acoustic" not in s["steps"]["prepare_stage1"]["codebook_use"]
+
+    # the other lane: the acoustic codec and S2A, recorded beside the first lane's steps
+    assert main(args + ["--lane", "s2a"]) == 0
+    out = capsys.readouterr().out
+    assert "bundle_v0: complete, skipped" in out and "s2a_1layer: done" in out
+    s = json.loads((work / "summary.json").read_text())
+    assert "stage1_pretrain" in s["steps"] and "s2a_1layer" in s["steps"]
 
     # a run whose final/ was lost (killed while saving) continues from its checkpoint
     shutil.rmtree(work / "runs" / "acoustic_codec" / "final")
     assert main(args) == 0
     out = capsys.readouterr().out
     assert "semantic_codec: complete, skipped" in out and "base: complete, skipped" in out
-    assert "acoustic_codec: resuming from step_00000004" in out
+    assert "acoustic_codec: resuming from step_00000004" in out and "stage1_tts: starting" in out
     s = json.loads((work / "summary.json").read_text())
     assert list(s["steps"]) == list(STEPS) and all(r["status"] == "done" for r in s["steps"].values())
     for name in TRAIN_STEPS:
         losses = s["steps"][name]["losses"]
         assert losses["loss_last"] is not None and losses["steps_logged"] > 0, name
     assert s["steps"]["stage1_tts"]["losses"]["token_perplexity_last"] > 1
-    use = s["steps"]["prepare_tokens"]["codebook_use"]
+    use = s["steps"]["prepare_s2a"]["codebook_use"]
     assert use["semantic"]["distinct"] >= 1 and len(use["acoustic"]) == 4
-    assert s["steps"]["prepare_tokens"]["utterances"] == 6 and s["steps"]["prepare_se"]["utterances"] == 6
+    assert s["steps"]["prepare_s2a"]["utterances"] == 6 and s["steps"]["prepare_se"]["utterances"] == 6
 
     m = read_manifest(work / "bundle")
     assert m["random"] is False and sorted(m["stage1"]) == ["base", "se", "tts"] and m["untrained"] == ["ssl"]
-    assert m["provenance"]["stage1/tts"]["tokenizers"] == [str(work / "bundle_v1")]
+    assert m["provenance"]["stage1/tts"]["tokenizers"] == [str(work / "bundle_v0")]
+    assert m["provenance"]["s2a_full"]["tokenizers"] == [str(work / "bundle_v1")]
     assert m["provenance"]["semantic_codec"]["run"] == str((work / "runs" / "semantic_codec").resolve())
     ex = json.loads((work / "examples" / "examples.json").read_text())
     for f in ("tts.wav", "se_enhanced.wav", "se_noisy.wav", "codec_resynthesis.wav", "prompt.wav"):
@@ -94,3 +105,29 @@ def test_driver_errors_are_one_line(tmp_path, capsys):
     assert main(["--corpus", str(tmp_path), "--work", str(tmp_path / "w"), "--budget", "tiny"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error:") and "train.jsonl" in err and err.count("\n") == 1
+
+
+def test_a_step_whose_input_is_missing_is_refused_or_awaited(corpus, tmp_path, shared_dir, capsys, monkeypatch):
+    from metis_speech.errors import MetisError
+    from metis_speech.training import small_model
+    from metis_speech.training.small_model import SmallModel, main
+
+    work = tmp_path / "work"
+    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--phone-vocab", str(shared_dir / "g2p" / "vocab.json")]
+    assert main(args + ["--only", "stage1_tts"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and "stage1_tts needs prepare_stage1, stage1_pretrain, which are not complete" in err and err.count("\n") == 1
+    assert main(args + ["--only", "no_such_step"]) == 2
+    assert "unknown step(s) no_such_step" in capsys.readouterr().err
+
+    # with a wait (a lane), a missing input made by the other process is polled for
+    drv = SmallModel(corpus, work, "tiny", shared_dir / "g2p" / "vocab.json", log=lambda m: None)
+    polls = []
+    monkeypatch.setattr(small_model.time, "sleep", lambda s: polls.append(s))
+    monkeypatch.setattr(SmallModel, "complete", lambda self, name: len(polls) >= 3)
+    drv._inputs_ready("bundle_v1", ["bundle_v1", "prepare_s2a"], wait_s=5.0)
+    assert polls == [5.0, 5.0, 5.0]
+    # an input of this very process that is missing is an error even with a wait
+    monkeypatch.setattr(SmallModel, "complete", lambda self, name: False)
+    with pytest.raises(MetisError, match="needs bundle_v0, acoustic_codec, which are not complete"):
+        drv._inputs_ready("bundle_v1", ["acoustic_codec", "bundle_v1"], wait_s=5.0)
