@@ -34,7 +34,8 @@ the plain command for the bundle and examples::
     wait; python -m metis_speech.training.small_model --corpus C --work W
 
 (the ``s2a`` lane trains the acoustic codec at once and waits for the other lane's
-``bundle_v0``; both record their steps in ``<work>/summary.json`` under a file lock).
+``bundle_v0``, which only that lane makes; both record their steps in
+``<work>/summary.json`` under a file lock).
 
 A step is skipped when its output is complete; a training step whose run directory holds
 checkpoints continues from them (``metis train --resume``), so killing the driver and
@@ -81,7 +82,7 @@ DEPENDS: Dict[str, tuple] = {
 LANES: Dict[str, tuple] = {
     "stage1": ("base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
                "stage1_se"),
-    "s2a": ("acoustic_codec", "bundle_v0", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer"),
+    "s2a": ("acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer"),
 }
 RECIPES = {n: f"small_{n}" for n in TRAIN_STEPS}
 
