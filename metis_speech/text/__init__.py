@@ -19,11 +19,11 @@ from .errors import (
     UnsupportedLanguageError,
 )
 from .sentences import split_sentences
-from .tokenizer import Phonemized, PhoneTokenizer, text_to_phone_ids, text_to_phones
+from .tokenizer import Phonemized, PhoneTokenizer, text_to_phone_ids, text_to_phones, vocab_from_texts
 from .vocab import OFFICIAL_SHA256, OFFICIAL_URL, PhoneVocab, VocabError, load_vocab, official_vocab
 
 __all__ = [
-    "PhoneTokenizer", "Phonemized", "text_to_phone_ids", "text_to_phones", "split_sentences",
+    "PhoneTokenizer", "Phonemized", "text_to_phone_ids", "text_to_phones", "vocab_from_texts", "split_sentences",
     "detect_language", "normalize_language", "PhoneVocab", "official_vocab", "load_vocab",
     "OFFICIAL_URL", "OFFICIAL_SHA256", "SUPPORTED_LANGUAGES", "TextError", "EmptyTextError",
     "NoPhonesError", "UnsupportedLanguageError", "BackendUnavailableError", "VocabError",

@@ -18,9 +18,10 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import List, Mapping, Optional, Tuple, Union
+from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
 from .detect import detect_language, normalize_language
+from ..errors import MetisError
 from .errors import EmptyTextError, NoPhonesError
 from .vocab import PhoneVocab, load_vocab
 
@@ -162,6 +163,28 @@ class PhoneTokenizer:
 
     def text_to_phone_ids(self, text: str, language: str = "auto") -> List[int]:
         return self(text, language).ids
+
+
+def vocab_from_texts(texts: Iterable[str], language: str = "auto", keep_contractions: bool = True,
+                     name: str = "project") -> Tuple[PhoneVocab, dict]:
+    """A project-own phone vocabulary: every symbol the front end emits for ``texts``.
+
+    Ids: the punctuation marks, the word boundary, then the phones in sorted order, so the
+    same texts always give the same table. Returns ``(vocab, report)``; the report counts
+    the texts used and those that gave no phones (skipped)."""
+    tok = PhoneTokenizer(vocab={}, keep_contractions=keep_contractions)
+    seen, used, skipped = set(), 0, 0
+    for text in texts:
+        try:
+            seen.update(tok.phones(text, language)[0])
+            used += 1
+        except (EmptyTextError, NoPhonesError):
+            skipped += 1
+    if not used:
+        raise MetisError("no text gave any phones; cannot build a phone vocabulary")
+    marks = sorted(PUNCTUATION) + [WORD_BOUNDARY]
+    vocab = PhoneVocab.from_symbols(marks + sorted(seen - set(marks)), name=name)
+    return vocab, {"texts": used, "skipped": skipped, "symbols": len(vocab)}
 
 
 def text_to_phone_ids(text: str, language: str = "auto", vocab: VocabArg = None) -> List[int]:

@@ -6,6 +6,8 @@ The corpus is a ``metis make-corpus`` folder (``train.jsonl`` with ``audio``, ``
 ``speaker``; ``dev.jsonl`` for the examples). Steps, in order, each writing under ``--work``:
 
 =================  ==========================================================================
+vocab              the phone vocabulary: a project-own one from the phones of the training
+                   transcripts (default; shippable, unlike the official table) or --phone-vocab
 base               ``random:tiny`` bundle; its SSL is the fixed front end of everything below
 semantic_codec     semantic codec on the corpus audio, features of that SSL (``ssl_source``)
 bundle_v0          base + the trained semantic codec (the tokenizer of the stage-1 shards)
@@ -68,10 +70,10 @@ __all__ = ["BUDGETS", "SmallModel", "main"]
 
 TRAIN_STEPS = ("semantic_codec", "stage1_pretrain", "stage1_tts", "stage1_se", "acoustic_codec", "s2a", "s2a_1layer")
 # in order; each step's inputs are complete outputs of the steps in DEPENDS
-STEPS = ("base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
+STEPS = ("vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
          "stage1_se", "acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer", "bundle", "examples")
 DEPENDS: Dict[str, tuple] = {
-    "base": (), "semantic_codec": ("base",), "bundle_v0": ("base", "semantic_codec"),
+    "vocab": (), "base": ("vocab",), "semantic_codec": ("base",), "bundle_v0": ("base", "semantic_codec"),
     "prepare_stage1": ("bundle_v0",), "prepare_se": ("bundle_v0",), "stage1_pretrain": ("prepare_stage1",),
     "stage1_tts": ("prepare_stage1", "stage1_pretrain"), "stage1_se": ("prepare_se", "stage1_pretrain"),
     "acoustic_codec": (), "bundle_v1": ("bundle_v0", "acoustic_codec"), "prepare_s2a": ("bundle_v1",),
@@ -80,7 +82,7 @@ DEPENDS: Dict[str, tuple] = {
 }
 # two chains that share nothing after the semantic codec: one process each on a 2-core machine
 LANES: Dict[str, tuple] = {
-    "stage1": ("base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
+    "stage1": ("vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
                "stage1_se"),
     "s2a": ("acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer"),
 }
@@ -132,19 +134,6 @@ def _atomic_json(path: Path, data) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
     os.replace(tmp, path)
-
-
-def default_phone_vocab() -> Optional[Path]:
-    """``$METIS_PHONE_VOCAB``, else ``$METIS_SHARED/g2p/vocab.json``, else ``../shared/g2p/vocab.json``
-    beside the repository; None when none exists."""
-    cands = [os.environ.get("METIS_PHONE_VOCAB")]
-    if os.environ.get("METIS_SHARED"):
-        cands.append(str(Path(os.environ["METIS_SHARED"]) / "g2p" / "vocab.json"))
-    cands.append(str(Path(__file__).resolve().parents[2].parent / "shared" / "g2p" / "vocab.json"))
-    for c in cands:
-        if c and Path(c).is_file():
-            return Path(c)
-    return None
 
 
 def _mean(xs: Sequence[float]) -> Optional[float]:
@@ -208,13 +197,12 @@ class SmallModel:
             raise MetisError(f"unknown budget {budget!r}; choose one of {sorted(BUDGETS)}")
         if stop_after is not None and stop_after not in STEPS:
             raise MetisError(f"unknown step {stop_after!r}; steps: {', '.join(STEPS)}")
-        vocab = Path(phone_vocab) if phone_vocab else default_phone_vocab()
-        if vocab is None or not vocab.is_file():
-            raise MetisError(f"phone vocabulary {vocab or ''} not found; pass --phone-vocab FILE (the official vocab.json) "
-                             "or set METIS_PHONE_VOCAB")
+        if phone_vocab is not None and not Path(phone_vocab).is_file():
+            raise MetisError(f"phone vocabulary {phone_vocab} not found")
         self.work = Path(work)
         self.budget_name, self.budget = budget, BUDGETS[budget]
-        self.phone_vocab, self.language = vocab, language
+        self.given_vocab = Path(phone_vocab) if phone_vocab is not None else None
+        self.phone_vocab, self.language = self.work / "vocab.json", language
         self.stop_after = stop_after
         self._log = log
         self.summary_path = self.work / "summary.json"
@@ -228,7 +216,7 @@ class SmallModel:
         return {"base": self.work / "base", "bundle_v0": self.work / "bundle_v0", "bundle_v1": self.work / "bundle_v1",
                 "bundle": self.work / "bundle", "prepare_stage1": self.work / "data" / "stage1",
                 "prepare_s2a": self.work / "data" / "s2a", "prepare_se": self.work / "data" / "se",
-                "examples": self.work / "examples"}.get(name, self.work / "runs" / name)  # runs/<name>
+                "examples": self.work / "examples", "vocab": self.work / "vocab.json"}.get(name, self.work / "runs" / name)  # runs/<name>
 
     def _summary_lock(self):
         """An exclusive lock on ``<work>/summary.lock`` (two lanes share summary.json)."""
@@ -281,6 +269,8 @@ class SmallModel:
             return bool(s.get("complete")) and s.get("utterances", 0) > 0
         if name == "examples":
             return (p / "examples.json").is_file()
+        if name == "vocab":
+            return p.is_file()
         final = p / "final"
         if name == "acoustic_codec":
             return all((final / f).is_file() for f in ("encoder/config.json", "decoder/config.json", "discriminator.safetensors"))
@@ -304,7 +294,7 @@ class SmallModel:
             if self.summary.get("budget") not in (None, self.budget_name):
                 self.log(f"note: {self.work} was started with budget {self.summary.get('budget')}, continuing with {self.budget_name}")
             self.summary.update(corpus=str(self.corpus.resolve()), work=str(self.work.resolve()), budget=self.budget_name,
-                                phone_vocab=str(self.phone_vocab))
+                                phone_vocab=str(self.given_vocab or self.phone_vocab))
             self.summary.setdefault("started", time.strftime("%Y-%m-%dT%H:%M:%S"))
             self.summary.setdefault("steps", {})
             self._write_summary()
@@ -354,6 +344,23 @@ class SmallModel:
             time.sleep(wait_s)
 
     # ---------------------------------------------------------------- steps
+    def step_vocab(self) -> dict:
+        """``<work>/vocab.json``: the given vocabulary, or (default) a project-own one built from
+        the phones of the training transcripts (:func:`~metis_speech.text.vocab_from_texts`),
+        which the model can ship with (the official table cannot be redistributed)."""
+        from ..text import vocab_from_texts
+        from ..text.vocab import PhoneVocab
+
+        if self.given_vocab is not None:
+            vocab, rec = PhoneVocab.from_json(self.given_vocab), {"source": str(self.given_vocab)}
+        else:
+            texts = [json.loads(x).get("text") or "" for x in self.train_manifest.read_text().splitlines() if x.strip()]
+            vocab, rec = vocab_from_texts(texts, self.language)
+            rec["source"] = f"phones of {self.train_manifest} ({self.language})"
+        self.work.mkdir(parents=True, exist_ok=True)
+        vocab.save(self.phone_vocab)
+        return dict(rec, symbols=len(vocab), fingerprint=vocab.fingerprint())
+
     def step_base(self) -> dict:
         import shutil
 
@@ -559,7 +566,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="a `metis make-corpus` folder (train.jsonl, dev.jsonl)")
     p.add_argument("--work", required=True, help="working directory (runs, shards, bundles); rerun to resume")
     p.add_argument("--budget", default="short", choices=sorted(BUDGETS), help="training length (default short)")
-    p.add_argument("--phone-vocab", default=None, help="phone vocabulary JSON (default: $METIS_PHONE_VOCAB or ../shared/g2p/vocab.json)")
+    p.add_argument("--phone-vocab", default=None,
+                   help="phone vocabulary JSON (default: a project-own one from the phones of the training transcripts)")
     p.add_argument("--language", default="en", help="transcript language for phones (default en)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
     p.add_argument("--stop-after", default=None, choices=STEPS, help="stop after this step (resume later)")

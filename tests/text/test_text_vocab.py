@@ -102,3 +102,20 @@ def test_project_own_vocabulary_round_trip(tmp_path):
     assert again.decode([3, 4, 99]) == ["a", "b", "<unk>"]
     with pytest.raises(VocabError):
         PhoneVocab({"a": 0, "b": 0})
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_project_vocab_from_texts_covers_their_phones_in_a_fixed_order():
+    from metis_speech.text import PhoneTokenizer, vocab_from_texts
+
+    texts = ["The quick brown fox jumps over the lazy dog.", "   ", "Is it 5 o'clock yet?"]
+    vocab, report = vocab_from_texts(texts, "en")
+    assert report == {"texts": 2, "skipped": 1, "symbols": len(vocab)}
+    # marks first, then phones sorted: the same texts in another order give the same table
+    assert [vocab.id_to_symbol[i] for i in range(9)] == sorted(",.?!;:'…") + ["_"]
+    again, _ = vocab_from_texts(list(reversed(texts)), "en")
+    assert again.symbol_to_id == vocab.symbol_to_id
+    ids = PhoneTokenizer(vocab)("The lazy fox.", "en")
+    assert not ids.unknown and len(ids.ids) > 5
+    with pytest.raises(MetisError, match="no text gave any phones"):
+        vocab_from_texts(["", "  "], "en")

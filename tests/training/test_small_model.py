@@ -42,17 +42,23 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def test_driver_runs_every_step_and_resumes(corpus, tmp_path, shared_dir, capsys):
+def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys):
     from metis_speech.bundle import load_ssl, read_manifest, ssl_fingerprint
+    from metis_speech.text import PhoneTokenizer
+    from metis_speech.text.vocab import PhoneVocab
     from metis_speech.training.small_model import STEPS, TRAIN_STEPS, main
 
     work = tmp_path / "work"
-    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--phone-vocab", str(shared_dir / "g2p" / "vocab.json")]
+    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny"]  # project-own phone vocabulary
     assert main(args + ["--lane", "stage1", "--stop-after", "stage1_pretrain"]) == 0
     out = capsys.readouterr().out
     assert "stopping after stage1_pretrain" in out
     s = json.loads((work / "summary.json").read_text())
-    assert list(s["steps"]) == ["base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain"]
+    assert list(s["steps"]) == ["vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain"]
+    # the vocabulary holds every phone of the transcripts, and nothing else but marks
+    vocab = PhoneVocab.from_json(work / "vocab.json")
+    phones = {p for _, t in UTTERANCES for p in PhoneTokenizer(vocab).phones(t, "en")[0]}
+    assert phones <= set(vocab.symbol_to_id) and len(vocab) == s["steps"]["vocab"]["symbols"] < len(phones) + 10
     # the codec learnt the base bundle's own SSL features
     info = json.loads((work / "runs" / "semantic_codec" / "final" / "ssl.json").read_text())
     assert info["fingerprint"] == ssl_fingerprint(load_ssl(work / "base" / "ssl"))
@@ -84,6 +90,7 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, shared_dir, capsys
     assert s["steps"]["prepare_s2a"]["utterances"] == 6 and s["steps"]["prepare_se"]["utterances"] == 6
 
     m = read_manifest(work / "bundle")
+    assert PhoneVocab.from_json(work / "bundle" / m["phone_vocab"]).fingerprint() == vocab.fingerprint()
     assert m["random"] is False and sorted(m["stage1"]) == ["base", "se", "tts"] and m["untrained"] == ["ssl"]
     assert m["provenance"]["stage1/tts"]["tokenizers"] == [str(work / "bundle_v0")]
     assert m["provenance"]["s2a_full"]["tokenizers"] == [str(work / "bundle_v1")]
