@@ -268,7 +268,7 @@ class Metis:
     def from_pretrained(
         cls,
         task: str,
-        source: Union[str, os.PathLike] = "hub",
+        source: Union[str, os.PathLike] = "auto",
         device: Optional[Union[str, torch.device]] = None,
         dtype: Union[str, torch.dtype, None] = None,
         ssl_model: Optional[str] = None,
@@ -278,11 +278,18 @@ class Metis:
     ) -> "Metis":
         """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
 
-        ``source``: ``"hub"`` (official weights, downloaded and cached), a local directory
-        with the official files (as ``metis download TASK --to DIR`` writes), or a
-        metis-speech bundle directory (the project's own models). Only the networks the
-        task needs are loaded; ``lazy=True`` defers loading to first use.
+        ``source``: ``"auto"`` (default: the small model shipped in the package for the
+        tasks it was trained for, else the official weights), ``"small"`` (the shipped
+        model), ``"hub"`` (official weights, downloaded and cached), a local directory with
+        the official files (as ``metis download TASK --to DIR`` writes), or a metis-speech
+        bundle directory (the project's own models); see :mod:`metis_speech.shipped`. Only
+        the networks the task needs are loaded; ``lazy=True`` defers loading to first use.
         """
+        from .shipped import resolve_source
+
+        if task not in _NEEDS:
+            raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
+        source = resolve_source(task, source)
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
         return cls(task, _Sources(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)

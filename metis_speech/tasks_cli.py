@@ -50,9 +50,10 @@ _HELP = {
 
 def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     g = p.add_argument_group("model and decoding")
-    g.add_argument("--model", default="hub",
-                   help="weights: 'hub' (official, downloaded and cached), a directory with the official files, "
-                        "or a metis-speech bundle directory (default: hub)")
+    g.add_argument("--model", default="auto",
+                   help="weights: 'auto' (default: the small model shipped with the package where it does the task, "
+                        "else hub), 'small' (the shipped model), 'hub' (official, downloaded and cached), a directory "
+                        "with the official files, or a metis-speech bundle directory")
     if task == "tse":
         g.add_argument("--omni", action="store_true", help="use the omni model (needed for --text)")
     g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first available)")
@@ -160,10 +161,21 @@ def _items(args, task: str) -> List[Dict]:
     return items
 
 
+def _describe(source) -> str:
+    from .shipped import SMALL_MODEL_DIR
+
+    if str(source) == "hub":
+        return "the official weights from the Hugging Face Hub"
+    if Path(source) == SMALL_MODEL_DIR:
+        return "the small model shipped with metis-speech (tiny, trained on synthetic voices; --model hub for the official weights)"
+    return str(source)
+
+
 def _run(args) -> int:
     from tqdm import tqdm
 
     from .pipeline import Metis
+    from .shipped import resolve_source
 
     task = args.task
     _validate_common(args)
@@ -172,7 +184,10 @@ def _run(args) -> int:
     load_task = "omni" if (task == "tse" and getattr(args, "omni", False)) else task
     if task == "tse" and any(i.get("text") for i in items) and load_task != "omni":
         raise MetisError("tse --text needs the omni model: add --omni")
-    model = Metis.from_pretrained(load_task, args.model, device=args.device, dtype=args.dtype,
+    source = resolve_source(load_task, args.model)
+    if str(args.model) in ("auto", "small"):
+        print(f"model: {_describe(source)} (--model chooses another)", file=sys.stderr)
+    model = Metis.from_pretrained(load_task, source, device=args.device, dtype=args.dtype,
                                   ssl_model=args.ssl_model, ssl_stats=args.ssl_stats)
     common = dict(steps=args.steps, guidance=args.guidance, temperature=args.temperature, s2a_steps=s2a_steps)
     bs = max(1, int(args.batch_size))

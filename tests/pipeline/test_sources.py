@@ -1,0 +1,54 @@
+"""The ``auto`` and ``small`` model sources (metis_speech.shipped), against a stand-in bundle."""
+
+import pytest
+
+from metis_speech import shipped
+from metis_speech.bundle import random_bundle
+from metis_speech.errors import MetisError
+
+
+@pytest.fixture
+def stand_in(tmp_path, monkeypatch, shared_dir):
+    d = random_bundle(tmp_path / "small", tasks=("tts", "se"), phone_vocab=shared_dir / "g2p" / "vocab.json")
+    monkeypatch.setattr(shipped, "SMALL_MODEL_DIR", d)
+    return d
+
+
+def test_auto_takes_the_shipped_model_where_it_does_the_task(stand_in):
+    assert shipped.small_model_tasks() == ["se", "tts"]
+    assert shipped.resolve_source("tts", "auto") == stand_in
+    assert shipped.resolve_source("se", "small") == stand_in
+    assert shipped.resolve_source("vc", "auto") == "hub"
+    with pytest.raises(MetisError, match=r"does not do 'vc' \(it does: se, tts\); use --model hub"):
+        shipped.resolve_source("vc", "small")
+    for other in ("hub", "random:tiny", str(stand_in)):
+        assert shipped.resolve_source("tts", other) == other
+
+
+def test_without_a_shipped_model(tmp_path, monkeypatch):
+    monkeypatch.setattr(shipped, "SMALL_MODEL_DIR", tmp_path / "absent")
+    assert shipped.small_model_dir() is None and shipped.small_model_tasks() == []
+    assert shipped.resolve_source("tts", "auto") == "hub"
+    with pytest.raises(MetisError, match="not in this installation"):
+        shipped.resolve_source("tts", "small")
+
+
+def test_api_and_cli_default_to_auto(stand_in, tmp_path, capsys):
+    import soundfile as sf
+
+    from metis_speech import Metis
+    from metis_speech.cli import main
+    from tests.pipeline.conftest import speechlike
+
+    m = Metis.from_pretrained("se", device="cpu", lazy=True)
+    assert m._src.source == stand_in
+    noisy = tmp_path / "noisy.wav"
+    sf.write(noisy, speechlike(1.5), 16000)
+    out = tmp_path / "clean.wav"
+    assert main(["se", "--input", str(noisy), "--out", str(out), "--steps", "2", "--s2a-steps", "2,1"]) == 0
+    assert "model: the small model shipped with metis-speech" in capsys.readouterr().err
+    assert sf.info(str(out)).samplerate == 24000
+    # a task the shipped model lacks goes to the official weights (no network here: a one-line error)
+    assert main(["vc", "--source", str(noisy), "--prompt", str(noisy), "--out", str(tmp_path / "vc.wav"),
+                 "--model", "small"]) != 0
+    assert "does not do 'vc'" in capsys.readouterr().err
