@@ -26,8 +26,28 @@ def parameter_counts(preset: str = "official") -> dict:
     return counts
 
 
+def shipped_summary() -> str:
+    """One paragraph on the small model shipped in the package (or that there is none)."""
+    from .bundle import read_manifest
+    from .shipped import SMALL_MODEL_DIR, small_model_dir
+
+    d = small_model_dir()
+    if d is None:
+        return f"shipped small model: not in this installation ({SMALL_MODEL_DIR})"
+    m = read_manifest(d)
+    size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
+    tasks = ", ".join(t for t in sorted(m["stage1"]) if t != "base")
+    lines = [f"shipped small model ('--model small', the default where it does the task): {d}",
+             f"  tasks: {tasks}; preset {m.get('preset', '?')}; {size / 1e6:.1f} MB"]
+    trained = m.get("training") or {}
+    if trained.get("corpus"):
+        lines.append(f"  trained on: {trained['corpus']}")
+    return "\n".join(lines)
+
+
 def _cmd(args) -> int:
     print(f"presets: {', '.join(list_presets())}")
+    print(shipped_summary())
     print(f"\nparameter counts ({args.preset}):")
     for comp, n in parameter_counts(args.preset).items():
         print(f"  {comp:18s} {n:>14,d}")

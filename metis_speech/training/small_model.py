@@ -556,6 +556,44 @@ class SmallModel:
         return {"files": sorted(p.name for p in out.glob("*.wav")), **{k: res[k] for k in ("tts", "se")}}
 
 
+def ship(work, dest) -> Path:
+    """Copy ``<work>/bundle`` to ``dest`` (e.g. ``metis_speech/assets/small``, the model
+    ``--model small`` loads) with a ``training`` record in its metis.json: the corpus (from
+    its summary.json), the budget, each network's steps and last losses. Atomic."""
+    import shutil
+
+    from ..bundle import MANIFEST, is_bundle
+
+    work, dest = Path(work), Path(dest)
+    src = work / "bundle"
+    if not is_bundle(src):
+        raise MetisError(f"{src} is not a finished bundle; run the driver to the end first")
+    summary = json.loads((work / "summary.json").read_text())
+    corpus = Path(summary["corpus"])
+    rec = {"driver": "python -m metis_speech.training.small_model", "budget": summary.get("budget"),
+           "steps": {n: {"max_steps": r.get("max_steps"),
+                         **{k: v for k, v in (r.get("losses") or {}).items() if k.endswith("_last")}}
+                     for n, r in summary["steps"].items() if n in TRAIN_STEPS}}
+    try:
+        cs = json.loads((corpus / "summary.json").read_text())
+        tr = cs["splits"]["train"]
+        rec["corpus"] = (f"metis make-corpus (seed {cs.get('seed')}): {tr['utterances']} utterances, {tr['hours']:.2f} h, "
+                         f"{tr['speakers']} speakers from {tr['voices']} offline synthetic voices")
+    except (OSError, KeyError, TypeError, json.JSONDecodeError):
+        rec["corpus"] = str(corpus)
+    tmp = dest.with_name(f".tmp-{dest.name}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    shutil.copytree(src, tmp)
+    m = json.loads((tmp / MANIFEST).read_text())
+    m["training"] = rec
+    (tmp / MANIFEST).write_text(json.dumps(m, indent=1))
+    if dest.exists():
+        shutil.rmtree(dest)
+    os.replace(tmp, dest)
+    return dest
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m metis_speech.training.small_model",
@@ -576,6 +614,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run one of two independent chains; start `--lane stage1` and `--lane s2a` in two processes "
                         "(each waits for what the other makes), then the plain command for the bundle and examples")
     g.add_argument("--only", default=None, help="comma-separated steps to run (their inputs must be complete)")
+    p.add_argument("--ship", default=None, metavar="DIR",
+                   help="after the last step, copy the bundle to DIR with a training record (metis_speech/assets/small "
+                        "is the model `--model small` loads)")
     p.add_argument("--wait-s", type=float, default=30.0, help="with --lane: seconds between checks for the other lane's outputs")
     return p
 
@@ -590,13 +631,16 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             log=lambda m: print(m, flush=True), stop_after=args.stop_after)
         only = LANES[args.lane] if args.lane else ([x.strip() for x in args.only.split(",") if x.strip()] if args.only else None)
         summary = driver.run(only, wait_s=args.wait_s if args.lane else None)
+        if args.ship:
+            summary["shipped"] = str(ship(args.work, args.ship))
     except MetisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
-    print(json.dumps({"work": summary["work"], "bundle": summary.get("bundle"), "summary": str(Path(args.work) / "summary.json")}))
+    print(json.dumps({"work": summary["work"], "bundle": summary.get("bundle"), "summary": str(Path(args.work) / "summary.json"),
+                      **({"shipped": summary["shipped"]} if "shipped" in summary else {})}))
     return 0
 
 

@@ -42,7 +42,7 @@ def corpus(tmp_path_factory):
     return make_corpus(tmp_path_factory.mktemp("corpus"))
 
 
-def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys):
+def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatch):
     from metis_speech.bundle import load_ssl, read_manifest, ssl_fingerprint
     from metis_speech.text import PhoneTokenizer
     from metis_speech.text.vocab import PhoneVocab
@@ -100,10 +100,20 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys):
         assert sf.info(str(work / "examples" / f)).samplerate == 24000
     assert ex["tts"]["seconds"] > 0 and ex["se"]["seconds"] > 0
 
-    # everything complete: a rerun does nothing
-    assert main(args) == 0
+    # everything complete: a rerun does nothing but ship the bundle where asked
+    assert main(args + ["--ship", str(tmp_path / "shipped")]) == 0
     out = capsys.readouterr().out
     assert out.count("complete, skipped") == len(STEPS)
+    shipped = read_manifest(tmp_path / "shipped")
+    assert shipped["training"]["budget"] == "tiny" and shipped["training"]["corpus"] == str(corpus.resolve())  # no corpus summary.json
+    assert shipped["training"]["steps"]["s2a"]["max_steps"] == 2
+    assert shipped["stage1"] == m["stage1"]
+
+    from metis_speech import shipped as ship_mod
+    from metis_speech.info import shipped_summary
+    monkeypatch.setattr(ship_mod, "SMALL_MODEL_DIR", tmp_path / "shipped")
+    text = shipped_summary()
+    assert "tasks: se, tts; preset tiny" in text and "MB" in text
 
 
 def test_driver_errors_are_one_line(tmp_path, capsys):
