@@ -188,7 +188,8 @@ class SmallModel:
     """The driver: ``run()`` does every step not yet complete (see the module docstring)."""
 
     def __init__(self, corpus, work, budget: str = "short", phone_vocab=None, language: str = "en",
-                 log: Callable[[str], None] = print, stop_after: Optional[str] = None):
+                 log: Callable[[str], None] = print, stop_after: Optional[str] = None,
+                 max_steps: Optional[Dict[str, int]] = None):
         self.corpus = Path(corpus)
         self.train_manifest = self.corpus / "train.jsonl"
         if not self.train_manifest.is_file():
@@ -201,6 +202,13 @@ class SmallModel:
             raise MetisError(f"phone vocabulary {phone_vocab} not found")
         self.work = Path(work)
         self.budget_name, self.budget = budget, BUDGETS[budget]
+        bad = sorted(set(max_steps or {}) - set(TRAIN_STEPS))
+        if bad:
+            raise MetisError(f"--max-steps: {', '.join(bad)} is not a training step; training steps: {', '.join(TRAIN_STEPS)}")
+        if any(int(v) < 1 for v in (max_steps or {}).values()):
+            raise MetisError("--max-steps: step counts must be positive")
+        if max_steps:
+            self.budget = dict(self.budget, steps=dict(self.budget["steps"], **{k: int(v) for k, v in max_steps.items()}))
         self.given_vocab = Path(phone_vocab) if phone_vocab is not None else None
         self.phone_vocab, self.language = self.work / "vocab.json", language
         self.stop_after = stop_after
@@ -614,11 +622,29 @@ def _parser() -> argparse.ArgumentParser:
                    help="run one of two independent chains; start `--lane stage1` and `--lane s2a` in two processes "
                         "(each waits for what the other makes), then the plain command for the bundle and examples")
     g.add_argument("--only", default=None, help="comma-separated steps to run (their inputs must be complete)")
+    p.add_argument("--max-steps", default=None, metavar="NAME=N,...",
+                   help="override the budget's steps of some networks, e.g. acoustic_codec=2500,s2a=3000 (a run past "
+                        "its new end just finishes)")
     p.add_argument("--ship", default=None, metavar="DIR",
                    help="after the last step, copy the bundle to DIR with a training record (metis_speech/assets/small "
                         "is the model `--model small` loads)")
-    p.add_argument("--wait-s", type=float, default=30.0, help="with --lane: seconds between checks for the other lane's outputs")
+    p.add_argument("--wait", action="store_true",
+                   help="with --only: wait for inputs another process is making instead of stopping (--lane always waits)")
+    p.add_argument("--wait-s", type=float, default=30.0, help="seconds between checks for another process's outputs")
     return p
+
+
+def _max_steps(text: Optional[str]) -> Optional[Dict[str, int]]:
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        name, _, n = part.partition("=")
+        try:
+            out[name.strip()] = int(n)
+        except ValueError:
+            raise MetisError(f"--max-steps: expected NAME=N, got {part!r}") from None
+    return out
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -628,9 +654,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
         torch.set_num_threads(max(1, args.threads))
         driver = SmallModel(args.corpus, args.work, args.budget, args.phone_vocab, args.language,
-                            log=lambda m: print(m, flush=True), stop_after=args.stop_after)
+                            log=lambda m: print(m, flush=True), stop_after=args.stop_after,
+                            max_steps=_max_steps(args.max_steps))
         only = LANES[args.lane] if args.lane else ([x.strip() for x in args.only.split(",") if x.strip()] if args.only else None)
-        summary = driver.run(only, wait_s=args.wait_s if args.lane else None)
+        summary = driver.run(only, wait_s=args.wait_s if (args.lane or args.wait) else None)
         if args.ship:
             summary["shipped"] = str(ship(args.work, args.ship))
     except MetisError as e:
