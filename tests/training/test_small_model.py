@@ -67,11 +67,12 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     assert "acoustic" not in s["steps"]["prepare_stage1"]["codebook_use"]
 
     # the other lane: the acoustic codec and S2A, recorded beside the first lane's steps
-    assert main(args + ["--lane", "s2a"]) == 0
+    assert main(args + ["--lane", "s2a", "--max-steps", "s2a=3"]) == 0
     out = capsys.readouterr().out
     assert "bundle_v0" not in out and "s2a_1layer: done" in out
     s = json.loads((work / "summary.json").read_text())
     assert "stage1_pretrain" in s["steps"] and "s2a_1layer" in s["steps"]
+    assert s["steps"]["s2a"]["max_steps"] == 3 and s["steps"]["s2a_1layer"]["max_steps"] == 2  # the override, the budget
 
     # a run whose final/ was lost (killed while saving) continues from its checkpoint
     shutil.rmtree(work / "runs" / "acoustic_codec" / "final")
@@ -106,7 +107,7 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     assert out.count("complete, skipped") == len(STEPS)
     shipped = read_manifest(tmp_path / "shipped")
     assert shipped["training"]["budget"] == "tiny" and shipped["training"]["corpus"] == str(corpus.resolve())  # no corpus summary.json
-    assert shipped["training"]["steps"]["s2a"]["max_steps"] == 2
+    assert shipped["training"]["steps"]["s2a"]["max_steps"] == 3
     assert shipped["stage1"] == m["stage1"]
 
     from metis_speech import shipped as ship_mod
@@ -155,3 +156,13 @@ def test_a_step_whose_input_is_missing_is_refused_or_awaited(corpus, tmp_path, s
     monkeypatch.setattr(SmallModel, "complete", lambda self, name: False)
     with pytest.raises(MetisError, match="needs bundle_v0, acoustic_codec, which are not complete"):
         drv._inputs_ready("bundle_v1", ["acoustic_codec", "bundle_v1"], wait_s=5.0)
+
+
+@pytest.mark.parametrize("value, match", [("s2a=x", "expected NAME=N"), ("codec=5", "not a training step"),
+                                          ("s2a=0", "must be positive")])
+def test_bad_max_steps_is_one_line(corpus, tmp_path, capsys, value, match):
+    from metis_speech.training.small_model import main
+
+    assert main(["--corpus", str(corpus), "--work", str(tmp_path / "w"), "--max-steps", value]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --max-steps") and match in err and err.count("\n") == 1
