@@ -5,6 +5,7 @@
 Set ``METIS_SHARED`` to point at another copy.
 """
 
+import contextlib
 import os
 from pathlib import Path
 
@@ -41,3 +42,23 @@ def holdout_dir() -> Path:
 def vector_dir(request) -> Path:
     """Both conformance sets, one after the other."""
     return _need(PARITY if request.param == "parity" else HOLDOUT)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int = 1):
+    """Run a block with ``n`` torch intra-op threads (tiny models on a shared 2-core machine:
+    one thread avoids oversubscription), restoring the previous count."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
+@pytest.fixture
+def one_thread():
+    with torch_threads(1):
+        yield

@@ -27,17 +27,13 @@ from metis_speech.errors import MetisError
 from metis_speech.loading import build_model, save_checkpoint
 from metis_speech.training.codec_train import synthetic_audio
 from metis_speech.training.trainer import load_train_config, make_trainer
+from tests.conftest import torch_threads
 
 FAST = dict(steps=2, s2a_steps=[2, 1])
 LOOP = {"max_steps": 2, "seed": 0, "log_every": 1, "checkpoint_every": 1000, "progress": False}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _train(d: dict, out, **train):
@@ -57,28 +53,26 @@ def _wavs(root, n=4, seconds=1.2, sr=16000):
 def runs(tmp_path_factory, shared_dir):
     """A random base bundle and 2-step runs of every network (codecs on audio, the rest on
     synthetic tokens of the tiny preset's vocabularies)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    root = tmp_path_factory.mktemp("runs")
-    base = random_bundle(root / "base", tasks=("tts", "se"), phone_vocab=shared_dir / "g2p" / "vocab.json")
-    wavs = _wavs(root / "wavs")
-    syn = {"synthetic": {"n": 16, "min_frames": 16, "max_frames": 32, "seed": 0}, "max_frames": 256}
-    optim = {"lr": 1e-3, "warmup_steps": 1}
-    r = {"base": base, "wavs": wavs, "root": root}
-    r["semantic_codec"] = _train({"model": {"component": "semantic_codec"}, "data": {"path": str(wavs), "max_frames": 200},
-                                  "optim": optim, "objective": {"ssl_source": str(base)}}, root / "sem")
-    r["acoustic_codec"] = _train({"model": {"component": "acoustic_codec"}, "optim": optim,
-                                  "data": {"synthetic": {"n": 4, "seconds": 0.5}, "max_frames": 40},
-                                  "objective": {"segment_frames": 20, "disc_start": 1, "mpd_width": 0.0625, "mrd_width": 0.125,
-                                                "periods": [2, 3], "stft_resolutions": [[512, 128, 512]],
-                                                "mel_windows": [256], "mel_bins": [40]}}, root / "ac")
-    r["s2a_full"] = _train({"model": {"component": "s2a_full"}, "data": syn, "optim": optim}, root / "s2a")
-    r["s2a_1layer"] = _train({"model": {"component": "s2a_1layer"}, "data": syn, "optim": optim}, root / "s2a1")
-    r["pretrain"] = _train({"model": {"component": "stage1_base"}, "data": syn, "optim": optim}, root / "pt")
-    r["tts"] = _train({"model": {"component": "stage1_tts", "init_from": str(r["pretrain"])}, "data": syn, "optim": optim}, root / "tts")
-    r["se"] = _train({"model": {"component": "stage1_adapter", "init_from": str(r["pretrain"])},
-                      "finetune": {"mode": "lora", "lora_r": 4, "lora_alpha": 8}, "data": syn, "optim": optim}, root / "se")
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        root = tmp_path_factory.mktemp("runs")
+        base = random_bundle(root / "base", tasks=("tts", "se"), phone_vocab=shared_dir / "g2p" / "vocab.json")
+        wavs = _wavs(root / "wavs")
+        syn = {"synthetic": {"n": 16, "min_frames": 16, "max_frames": 32, "seed": 0}, "max_frames": 256}
+        optim = {"lr": 1e-3, "warmup_steps": 1}
+        r = {"base": base, "wavs": wavs, "root": root}
+        r["semantic_codec"] = _train({"model": {"component": "semantic_codec"}, "data": {"path": str(wavs), "max_frames": 200},
+                                      "optim": optim, "objective": {"ssl_source": str(base)}}, root / "sem")
+        r["acoustic_codec"] = _train({"model": {"component": "acoustic_codec"}, "optim": optim,
+                                      "data": {"synthetic": {"n": 4, "seconds": 0.5}, "max_frames": 40},
+                                      "objective": {"segment_frames": 20, "disc_start": 1, "mpd_width": 0.0625, "mrd_width": 0.125,
+                                                    "periods": [2, 3], "stft_resolutions": [[512, 128, 512]],
+                                                    "mel_windows": [256], "mel_bins": [40]}}, root / "ac")
+        r["s2a_full"] = _train({"model": {"component": "s2a_full"}, "data": syn, "optim": optim}, root / "s2a")
+        r["s2a_1layer"] = _train({"model": {"component": "s2a_1layer"}, "data": syn, "optim": optim}, root / "s2a1")
+        r["pretrain"] = _train({"model": {"component": "stage1_base"}, "data": syn, "optim": optim}, root / "pt")
+        r["tts"] = _train({"model": {"component": "stage1_tts", "init_from": str(r["pretrain"])}, "data": syn, "optim": optim}, root / "tts")
+        r["se"] = _train({"model": {"component": "stage1_adapter", "init_from": str(r["pretrain"])},
+                          "finetune": {"mode": "lora", "lora_r": 4, "lora_alpha": 8}, "data": syn, "optim": optim}, root / "se")
     return r
 
 

@@ -26,14 +26,9 @@ def make_config():
 
 
 @pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription."""
-    import torch
-
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
+def _single_thread(one_thread):
+    """Every training test runs with one torch thread (tests/conftest.py)."""
     yield
-    torch.set_num_threads(n)
 
 
 def losses(out):
@@ -50,14 +45,11 @@ def head_tail(out, k=3):
 @pytest.fixture(scope="module")
 def pretrained(tmp_path_factory):
     """A 40-step stage-1 pre-training run (shared by the fine-tuning tests of a module)."""
-    import torch
-
     from metis_speech.training.trainer import Trainer, load_train_config
+    from tests.conftest import torch_threads
 
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("pretrain")
-    tr = Trainer(load_train_config(small_config("stage1_base", out, 40)))
-    summary = tr.train()
-    torch.set_num_threads(n)
+    with torch_threads(1):
+        tr = Trainer(load_train_config(small_config("stage1_base", out, 40)))
+        summary = tr.train()
     return out, tr, summary

@@ -95,10 +95,12 @@ def bundle(tmp_path_factory, shared_dir):
 def visual_shards(corpus, bundle, tmp_path_factory):
     from metis_speech.cli import main
 
+    from tests.conftest import torch_threads
+
     out = tmp_path_factory.mktemp("visual")
-    torch.set_num_threads(1)
-    assert main(["prepare", str(corpus), "--out", str(out), "--task", "visual", "--model", str(bundle), "--shard-size", "4",
-                 "--quiet", "--threads", "1"]) == 0
+    with torch_threads(1):
+        assert main(["prepare", str(corpus), "--out", str(out), "--task", "visual", "--model", str(bundle), "--shard-size", "4",
+                     "--quiet", "--threads", "1"]) == 0
     return out
 
 
@@ -106,16 +108,17 @@ def visual_shards(corpus, bundle, tmp_path_factory):
 def visual_run(visual_shards, tmp_path_factory):
     """The tiny visual encoder trained for 12 steps on the prepared pairs."""
     from metis_speech.training.trainer import load_train_config, make_trainer
+    from tests.conftest import torch_threads
 
-    torch.set_num_threads(1)
     out = tmp_path_factory.mktemp("visual_run")
     cfg = load_train_config("visual_encoder_corpus_tiny")
     cfg.data.path = str(visual_shards)
     cfg.data.min_utt_frames = 4
     cfg.optim.lr, cfg.optim.warmup_steps = 3e-3, 3
     cfg.train.max_steps, cfg.train.log_every, cfg.train.out, cfg.train.progress = 12, 1, str(out), False
-    tr = make_trainer(cfg)
-    tr.train()
+    with torch_threads(1):
+        tr = make_trainer(cfg)
+        tr.train()
     return out, tr
 
 
