@@ -103,7 +103,7 @@ BUDGETS: Dict[str, dict] = {
         "hours": "a few minutes for a 6-utterance corpus",
     },
     "short": {
-        "steps": {"semantic_codec": 3000, "acoustic_codec": 3000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
+        "steps": {"semantic_codec": 50, "acoustic_codec": 3000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
                   "stage1_tts": 3000, "stage1_se": 1500},
         "chunk": 250,
         "overrides": {},
@@ -112,7 +112,7 @@ BUDGETS: Dict[str, dict] = {
         "hours": "about 6 CPU hours (one thread) for the 1-hour corpus: acoustic codec ~2 h, the rest ~4 h; ~3.5 h in two lanes",
     },
     "full": {
-        "steps": {"semantic_codec": 20000, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
+        "steps": {"semantic_codec": 50, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
                   "stage1_pretrain": 40000, "stage1_tts": 30000, "stage1_se": 15000},
         "chunk": 1000,
         "overrides": {"acoustic_codec": {"objective": {"disc_start": 5000}}},
