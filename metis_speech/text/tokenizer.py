@@ -20,8 +20,8 @@ import os
 from dataclasses import dataclass, field
 from typing import Iterable, List, Mapping, Optional, Tuple, Union
 
-from .detect import detect_language, normalize_language
 from ..errors import MetisError
+from .detect import detect_language, normalize_language
 from .errors import EmptyTextError, NoPhonesError
 from .vocab import PhoneVocab, load_vocab
 

@@ -56,6 +56,7 @@ time in two lanes; ``full`` about 10x the steps, about 65 CPU hours.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -226,20 +227,17 @@ class SmallModel:
                 "prepare_s2a": self.work / "data" / "s2a", "prepare_se": self.work / "data" / "se",
                 "examples": self.work / "examples", "vocab": self.work / "vocab.json"}.get(name, self.work / "runs" / name)  # runs/<name>
 
+    @contextlib.contextmanager
     def _summary_lock(self):
         """An exclusive lock on ``<work>/summary.lock`` (two lanes share summary.json)."""
-        import contextlib
         import fcntl
 
-        @contextlib.contextmanager
-        def lock():
-            with open(self.work / "summary.lock", "a") as fh:
-                fcntl.flock(fh, fcntl.LOCK_EX)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh, fcntl.LOCK_UN)
-        return lock()
+        with open(self.work / "summary.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
 
     def _read_summary(self) -> dict:
         try:
