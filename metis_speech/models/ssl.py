@@ -206,6 +206,52 @@ def _as_list(wavs: Waveforms) -> List[np.ndarray]:
     return out
 
 
+def _fbank_vectorised(self, waveform: np.ndarray) -> np.ndarray:
+    """``SeamlessM4TFeatureExtractor._extract_fbank_features`` with every frame at once.
+
+    The same arithmetic as transformers' frame-by-frame loop (Kaldi-style: 25 ms Povey
+    window, 10 ms hop, DC removal, pre-emphasis 0.97, 512-point power spectrum kept as
+    complex64 as there, 80 Kaldi mel bins, natural log), about 20x faster; the test checks
+    equality with the original."""
+    if waveform.ndim == 2:
+        waveform = waveform[0]
+    x = (np.squeeze(waveform) * (2**15)).astype(np.float64)
+    frame, hop, nfft, pre = 400, 160, 512, 0.97
+    if x.size < frame:
+        return np.zeros((0, self.mel_filters.shape[1]), dtype=np.float32)
+    frames = np.lib.stride_tricks.sliding_window_view(x, frame)[::hop]
+    frames = frames - frames.mean(axis=1, keepdims=True)
+    y = np.empty_like(frames)
+    y[:, 1:] = frames[:, 1:] - pre * frames[:, :-1]
+    y[:, 0] = frames[:, 0] * (1 - pre)
+    y *= self.window.astype(np.float64)
+    spec = np.fft.rfft(y, n=nfft, axis=1).astype(np.complex64)
+    power = np.abs(spec, dtype=np.float64) ** 2.0
+    mel = np.maximum(1.192092955078125e-07, power @ self.mel_filters)
+    return np.log(mel).astype(np.float32)
+
+
+_VECTORISED = {}
+
+
+def vectorise_fbank(feature_extractor):
+    """Give a SeamlessM4TFeatureExtractor the vectorised fbank (other extractors: unchanged).
+    It stays a SeamlessM4TFeatureExtractor (a subclass whose saved config names the original)."""
+    from transformers import SeamlessM4TFeatureExtractor
+
+    if type(feature_extractor) is SeamlessM4TFeatureExtractor:
+        if "cls" not in _VECTORISED:
+            def to_dict(self):
+                d = SeamlessM4TFeatureExtractor.to_dict(self)
+                d["feature_extractor_type"] = "SeamlessM4TFeatureExtractor"
+                return d
+
+            _VECTORISED["cls"] = type("VectorisedSeamlessM4TFeatureExtractor", (SeamlessM4TFeatureExtractor,),
+                                      {"_extract_fbank_features": _fbank_vectorised, "to_dict": to_dict})
+        feature_extractor.__class__ = _VECTORISED["cls"]
+    return feature_extractor
+
+
 class SSLFeatureExtractor(nn.Module):
     """w2v-BERT features for a batch of 16 kHz waveforms of any lengths.
 
@@ -231,7 +277,7 @@ class SSLFeatureExtractor(nn.Module):
         if truncate and hidden_state_index < n_layers:
             model.encoder.layers = model.encoder.layers[:hidden_state_index]
         self.model = model.eval()
-        self.feature_extractor = feature_extractor
+        self.feature_extractor = vectorise_fbank(feature_extractor)
         self.hidden_state_index = hidden_state_index
         self.sample_rate = int(sample_rate or feature_extractor.sampling_rate)
         self.hidden_size = int(model.config.hidden_size)

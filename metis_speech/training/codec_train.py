@@ -396,7 +396,8 @@ ACOUSTIC_OBJECTIVE = {
     "fm_weight": 2.0,
     "vq_weight": 1.0,  # x (commitment + codebook), each already weighted in the quantizer
     "gan_loss": "hinge",  # hinge (Vocos) | lsgan (HiFi-GAN)
-    "disc_start": 0,  # steps of reconstruction-only training before the adversarial losses
+    "disc_start": 0,  # steps of reconstruction-only training before the adversarial losses (a value below 1:
+    # that fraction of train.max_steps, which a time budget may shorten)
     "disc_lr": None,  # default optim.lr
     "disc_betas": None,  # default optim.betas
     "dead_code_restart_every": 0,  # >0: every N steps, codes unused in those N steps are
@@ -591,7 +592,8 @@ class AcousticCodecTrainer(LoopTrainer):
         wav = batch["wav"]
         if self.step == 0 and o["kmeans_init"]:
             self._kmeans_init()
-        adversarial = self.step >= int(o["disc_start"])
+        ds = float(o["disc_start"])
+        adversarial = self.step >= (int(ds * self.cfg.train.max_steps) if 0 < ds < 1 else int(ds))
         # the discriminator's warm-up/decay schedule starts with its first step
         self.idle_schedulers = () if adversarial else ("discriminator",)
         with acc.autocast():

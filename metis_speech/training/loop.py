@@ -24,6 +24,7 @@ from torch import nn
 from ..config import config_from_dict, config_to_dict, load_preset
 from ..errors import MetisError
 from .trainer import (
+    TimeBudget,
     TrainConfig,
     Trainer,
     begin_checkpoint,
@@ -59,6 +60,7 @@ class LoopTrainer:
         if cfg.train.grad_accum != 1:
             raise MetisError(f"{type(self).__name__}: train.grad_accum must be 1 (gradient accumulation is not implemented here)")
         latest = start_run(self, cfg, out, resume)
+        self.budget = TimeBudget(cfg.train)
         seed = cfg.train.seed
         self.skipped: Dict[str, int] = {}
         self.build()
@@ -106,8 +108,8 @@ class LoopTrainer:
             [p for p in params if p.requires_grad], lr=lr or o.lr, betas=tuple(betas or o.betas),
             eps=o.eps, weight_decay=o.weight_decay,
         )
-        total = self.cfg.train.max_steps
-        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, o.warmup_steps, total, o.decay, o.min_lr_ratio))
+        loop = self.cfg.train  # max_steps is read at each step: a time budget may shorten it
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_lambda(s, o.warmup_steps, loop.max_steps, o.decay, o.min_lr_ratio))
         return opt, sched
 
     def clip(self, module: nn.Module) -> Optional[float]:
@@ -155,6 +157,7 @@ class LoopTrainer:
                 if k not in self.idle_schedulers:
                     s.step()
             self.step += 1
+            target = min(target, self.budget.update(self.step))
             keys = sorted(stats)
             vec = torch.tensor([float(stats[k]) for k in keys], device=acc.device)
             if self.world > 1:

@@ -194,6 +194,13 @@ class _Worker:
     # ---- per item: waveforms to featurize
     def phones(self, it: Item, what: str = "") -> List[int]:
         pre = f"{what} " if what else ""
+        if it.phone_ids is not None:  # computed beforehand: only valid for the same vocabulary
+            if it.phone_vocab != self.tok.vocab.fingerprint():
+                raise _Skip(f"{pre}manifest phone_ids of another phone vocabulary")
+            ids = [int(x) for x in it.phone_ids]
+            if not ids or min(ids) < 0 or max(ids) >= len(self.tok.vocab):
+                raise _Skip(f"{pre}manifest phone_ids outside the phone vocabulary")
+            return ids
         if not it.text:
             raise _Skip(f"{pre}missing transcript")
         try:

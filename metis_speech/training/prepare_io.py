@@ -42,6 +42,10 @@ class Item:
     duration: Optional[float] = None
     video: Optional[str] = None  # manifest ``video``: a silent video of the speaking face (L2S)
     mouth_box: Optional[list] = None  # manifest ``mouth_box``: [x0, y0, x1, y1] pixels (as make-corpus writes it)
+    # manifest ``phone_ids`` + ``phone_vocab`` (that vocabulary's fingerprint): phones computed
+    # beforehand (``metis prepare`` then needs no G2P back end, e.g. on a machine without espeak-ng)
+    phone_ids: Optional[list] = None
+    phone_vocab: Optional[str] = None
 
 
 
@@ -104,7 +108,8 @@ def list_items(source: Union[str, os.PathLike]) -> Tuple[List[Item], List[Tuple[
             if video is not None and not Path(video).is_absolute():
                 video = str(p.parent / video)
             items.append(Item(uid, str(audio), _str(row.get("text")), _str(row.get("speaker")),
-                              _str(row.get("language")), _num(row.get("duration")), video, row.get("mouth_box")))
+                              _str(row.get("language")), _num(row.get("duration")), video, row.get("mouth_box"),
+                              row.get("phone_ids"), _str(row.get("phone_vocab"))))
     elif p.is_dir() and not any(p.glob("*.tar")):
         for f in sorted(x for x in p.rglob("*") if x.suffix.lower() in AUDIO_EXTS and x.is_file()):
             rel = f.relative_to(p)

@@ -69,34 +69,46 @@ from ..errors import MetisError
 
 __all__ = ["BUDGETS", "SmallModel", "main"]
 
-TRAIN_STEPS = ("semantic_codec", "stage1_pretrain", "stage1_tts", "stage1_se", "acoustic_codec", "s2a", "s2a_1layer")
+TRAIN_STEPS = ("ssl", "semantic_codec", "stage1_pretrain", "stage1_tts", "stage1_se", "stage1_vc", "stage1_tse",
+               "acoustic_codec", "s2a", "s2a_1layer")
+ADAPTER_TASKS = ("se", "vc", "tse")  # LoRA + gated SSL adapter on the pre-trained base
 # in order; each step's inputs are complete outputs of the steps in DEPENDS
-STEPS = ("vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
-         "stage1_se", "acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer", "bundle", "examples")
+STEPS = ("vocab", "phones", "ssl", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "prepare_vc",
+         "prepare_tse", "stage1_pretrain", "stage1_tts", "stage1_se", "stage1_vc", "stage1_tse", "acoustic_codec",
+         "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer", "bundle", "examples")
 DEPENDS: Dict[str, tuple] = {
-    "vocab": (), "base": ("vocab",), "semantic_codec": ("base",), "bundle_v0": ("base", "semantic_codec"),
-    "prepare_stage1": ("bundle_v0",), "prepare_se": ("bundle_v0",), "stage1_pretrain": ("prepare_stage1",),
-    "stage1_tts": ("prepare_stage1", "stage1_pretrain"), "stage1_se": ("prepare_se", "stage1_pretrain"),
-    "acoustic_codec": (), "bundle_v1": ("bundle_v0", "acoustic_codec"), "prepare_s2a": ("bundle_v1",),
+    "vocab": (), "phones": ("vocab",), "ssl": ("phones",), "base": ("vocab", "ssl"), "semantic_codec": ("base", "phones"),
+    "bundle_v0": ("base", "semantic_codec"),
+    "prepare_stage1": ("bundle_v0", "phones"), "stage1_pretrain": ("prepare_stage1",),
+    "stage1_tts": ("prepare_stage1", "stage1_pretrain"),
+    **{f"prepare_{t}": ("bundle_v0", "phones") for t in ADAPTER_TASKS},
+    **{f"stage1_{t}": (f"prepare_{t}", "stage1_pretrain") for t in ADAPTER_TASKS},
+    "acoustic_codec": ("phones",), "bundle_v1": ("bundle_v0", "acoustic_codec"), "prepare_s2a": ("bundle_v1",),
     "s2a": ("prepare_s2a",), "s2a_1layer": ("prepare_s2a",),
-    "bundle": ("bundle_v1", "s2a", "s2a_1layer", "stage1_pretrain", "stage1_tts", "stage1_se"), "examples": ("bundle",),
+    # the adapter tasks join the bundle when their runs are complete (a lane that failed leaves its task out)
+    "bundle": ("bundle_v1", "s2a", "s2a_1layer", "stage1_pretrain", "stage1_tts"),
+    "examples": ("bundle",),
 }
-# two chains that share nothing after the semantic codec: one process each on a 2-core machine
+# independent chains: one process each (``--lane``); with many cores (a GPU machine) run
+# every lane at once, each waiting for what the others make
 LANES: Dict[str, tuple] = {
-    "stage1": ("vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain", "stage1_tts",
-               "stage1_se"),
-    "s2a": ("acoustic_codec", "bundle_v1", "prepare_s2a", "s2a", "s2a_1layer"),
+    "stage1": ("vocab", "phones", "ssl", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "stage1_pretrain",
+               "stage1_tts"),
+    **{t: (f"prepare_{t}", f"stage1_{t}") for t in ADAPTER_TASKS},
+    "s2a": ("acoustic_codec", "bundle_v1", "prepare_s2a", "s2a"),
+    "s2a_1layer": ("s2a_1layer",),
 }
 RECIPES = {n: f"small_{n}" for n in TRAIN_STEPS}
 
 # max_steps per network, steps between checkpoints (and progress lines), setting overrides
 BUDGETS: Dict[str, dict] = {
     "tiny": {
-        "steps": {"semantic_codec": 4, "acoustic_codec": 4, "s2a": 2, "s2a_1layer": 2, "stage1_pretrain": 4,
-                  "stage1_tts": 2, "stage1_se": 2},
+        "steps": {"ssl": 2, "semantic_codec": 4, "acoustic_codec": 4, "s2a": 2, "s2a_1layer": 2, "stage1_pretrain": 4,
+                  "stage1_tts": 2, "stage1_se": 2, "stage1_vc": 2, "stage1_tse": 2},
         "chunk": 2,
         "overrides": {
             "*": {"data": {"max_frames": 512, "min_utt_frames": 4}, "optim": {"warmup_steps": 1}, "train": {"log_every": 1}},
+            "ssl": {"data": {"max_frames": 2000}},
             "acoustic_codec": {"data": {"max_frames": 40}, "objective": {"disc_start": 2, "kmeans_frames": 2000, "kmeans_iters": 2}},
         },
         "semantic_kmeans_frames": 1000,
@@ -104,8 +116,8 @@ BUDGETS: Dict[str, dict] = {
         "hours": "a few minutes for a 6-utterance corpus",
     },
     "short": {
-        "steps": {"semantic_codec": 50, "acoustic_codec": 3000, "s2a": 4000, "s2a_1layer": 2000, "stage1_pretrain": 4000,
-                  "stage1_tts": 3000, "stage1_se": 1500},
+        "steps": {"ssl": 3000, "semantic_codec": 50, "acoustic_codec": 3000, "s2a": 4000, "s2a_1layer": 2000,
+                  "stage1_pretrain": 4000, "stage1_tts": 3000, "stage1_se": 1500, "stage1_vc": 1500, "stage1_tse": 1500},
         "chunk": 250,
         "overrides": {},
         "semantic_kmeans_frames": 20000,
@@ -113,13 +125,29 @@ BUDGETS: Dict[str, dict] = {
         "hours": "about 6 CPU hours (one thread) for the 1-hour corpus: acoustic codec ~2 h, the rest ~4 h; ~3.5 h in two lanes",
     },
     "full": {
-        "steps": {"semantic_codec": 50, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
-                  "stage1_pretrain": 40000, "stage1_tts": 30000, "stage1_se": 15000},
+        "steps": {"ssl": 20000, "semantic_codec": 50, "acoustic_codec": 40000, "s2a": 40000, "s2a_1layer": 20000,
+                  "stage1_pretrain": 40000, "stage1_tts": 30000, "stage1_se": 15000, "stage1_vc": 15000, "stage1_tse": 15000},
         "chunk": 1000,
         "overrides": {"acoustic_codec": {"objective": {"disc_start": 5000}}},
         "semantic_kmeans_frames": 50000,
         "decode": {},
         "hours": "about 65 CPU hours (one thread) for the 1-hour corpus; a GPU makes it a few hours",
+    },
+    # one GPU machine, every lane at once (see gpu_lanes): wall-clock budgets per network
+    # (train.max_seconds) instead of step counts, larger batches
+    "gpu": {
+        "steps": {n: 200000 for n in TRAIN_STEPS} | {"semantic_codec": 50},
+        "seconds": {"ssl": 80, "stage1_pretrain": 110, "stage1_tts": 100, "stage1_se": 100, "stage1_vc": 100,
+                    "stage1_tse": 100, "acoustic_codec": 220, "s2a": 120, "s2a_1layer": 120},
+        "chunk": 1000,
+        "overrides": {
+            "*": {"data": {"max_frames": 16384}, "train": {"log_every": 50}},
+            "ssl": {"data": {"max_frames": 24000}},
+            "acoustic_codec": {"data": {"max_frames": 2560}, "objective": {"disc_start": 0.4}},
+        },
+        "semantic_kmeans_frames": 50000,
+        "decode": {},
+        "hours": "about 10 minutes on one GPU with every lane in its own process",
     },
 }
 
@@ -134,6 +162,12 @@ def _merge(d: dict, extra: dict) -> dict:
 def _atomic_json(path: Path, data) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
+    os.replace(tmp, path)
+
+
+def _atomic_json_lines(path: Path, rows) -> None:
+    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
+    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     os.replace(tmp, path)
 
 
@@ -190,7 +224,7 @@ class SmallModel:
 
     def __init__(self, corpus, work, budget: str = "short", phone_vocab=None, language: str = "en",
                  log: Callable[[str], None] = print, stop_after: Optional[str] = None,
-                 max_steps: Optional[Dict[str, int]] = None):
+                 max_steps: Optional[Dict[str, int]] = None, preset: str = "small"):
         self.corpus = Path(corpus)
         self.train_manifest = self.corpus / "train.jsonl"
         if not self.train_manifest.is_file():
@@ -202,6 +236,11 @@ class SmallModel:
         if phone_vocab is not None and not Path(phone_vocab).is_file():
             raise MetisError(f"phone vocabulary {phone_vocab} not found")
         self.work = Path(work)
+        from ..config import list_presets
+
+        if preset not in list_presets():
+            raise MetisError(f"unknown preset {preset!r}; choose one of {', '.join(list_presets())}")
+        self.preset = preset
         self.budget_name, self.budget = budget, BUDGETS[budget]
         bad = sorted(set(max_steps or {}) - set(TRAIN_STEPS))
         if bad:
@@ -225,7 +264,9 @@ class SmallModel:
         return {"base": self.work / "base", "bundle_v0": self.work / "bundle_v0", "bundle_v1": self.work / "bundle_v1",
                 "bundle": self.work / "bundle", "prepare_stage1": self.work / "data" / "stage1",
                 "prepare_s2a": self.work / "data" / "s2a", "prepare_se": self.work / "data" / "se",
-                "examples": self.work / "examples", "vocab": self.work / "vocab.json"}.get(name, self.work / "runs" / name)  # runs/<name>
+                "prepare_vc": self.work / "data" / "vc", "prepare_tse": self.work / "data" / "tse",
+                "examples": self.work / "examples", "vocab": self.work / "vocab.json",
+                "phones": self.work / "train.jsonl"}.get(name, self.work / "runs" / name)  # runs/<name>
 
     @contextlib.contextmanager
     def _summary_lock(self):
@@ -275,11 +316,13 @@ class SmallModel:
             return bool(s.get("complete")) and s.get("utterances", 0) > 0
         if name == "examples":
             return (p / "examples.json").is_file()
-        if name == "vocab":
+        if name in ("vocab", "phones"):
             return p.is_file()
         final = p / "final"
         if name == "acoustic_codec":
             return all((final / f).is_file() for f in ("encoder/config.json", "decoder/config.json", "discriminator.safetensors"))
+        if name == "ssl":
+            return all((final / f).is_file() for f in ("ssl_config.json", "model.safetensors", "stats.npz"))
         need = ("model.safetensors", "config.json") + (("ssl.json",) if name == "semantic_codec" else ())
         return all((final / f).is_file() for f in need)
 
@@ -367,20 +410,60 @@ class SmallModel:
         vocab.save(self.phone_vocab)
         return dict(rec, symbols=len(vocab), fingerprint=vocab.fingerprint())
 
+    def step_phones(self) -> dict:
+        """``<work>/train.jsonl``: the corpus's training manifest with audio paths relative to
+        the work folder and each transcript's ``phone_ids`` in the vocabulary (+ its
+        fingerprint), so that ``metis prepare`` needs no G2P back end (a GPU machine without
+        espeak-ng can run every later step)."""
+        from ..text import PhoneTokenizer
+        from ..text.vocab import PhoneVocab
+
+        vocab = PhoneVocab.from_json(self.phone_vocab)
+        tok, fp = PhoneTokenizer(vocab), vocab.fingerprint()
+        rows, skipped = [], 0
+        for line in self.train_manifest.read_text().splitlines():
+            if not line.strip():
+                continue
+            r = json.loads(line)
+            audio = Path(r["audio"])
+            audio = audio if audio.is_absolute() else self.corpus / audio
+            r["audio"] = os.path.relpath(audio.resolve(), self.work.resolve())
+            try:
+                ids = list(tok(r.get("text") or "", r.get("language") or self.language).ids)
+            except Exception:  # noqa: BLE001 - a transcript without phones is left for prepare to skip
+                ids, skipped = [], skipped + 1
+            if ids:
+                r["phone_ids"], r["phone_vocab"] = ids, fp
+            rows.append(r)
+        _atomic_json_lines(self.path("phones"), rows)
+        return {"utterances": len(rows), "without_phones": skipped, "vocab": fp}
+
+    def step_ssl(self) -> dict:
+        """The SSL front end trained on the corpus (``small_ssl``: frame classification of the
+        aligned phones, noise-augmented), replacing w2v-BERT, which cannot be downloaded here."""
+        align = self.corpus / "alignments" / "train.jsonl"
+        obj = {"alignments": str(align)} if align.is_file() else {"target": "hubert"}  # no alignments: label-free
+        return self._train("ssl", data={"path": str(self.path("phones"))},
+                           objective=dict(obj, noise=str(self.corpus / "noise" / "train.jsonl")))
+
     def step_base(self) -> dict:
         import shutil
 
-        from ..bundle import random_bundle
+        from ..bundle import assemble_bundle, random_bundle
 
         d = self.path("base")
         tmp = d.with_name(f".tmp-{d.name}")
-        if tmp.exists():
-            shutil.rmtree(tmp)
-        random_bundle(tmp, preset="tiny", phone_vocab=self.phone_vocab, seed=0)
+        rnd = d.with_name(f".tmp-random-{d.name}")
+        for t in (tmp, rnd):
+            if t.exists():
+                shutil.rmtree(t)
+        random_bundle(rnd, preset=self.preset, phone_vocab=self.phone_vocab, seed=0)
+        assemble_bundle(tmp, rnd, {"ssl": self.path("ssl") / "final"}, overwrite=True)
+        shutil.rmtree(rnd)
         if d.exists():
             shutil.rmtree(d)
         os.replace(tmp, d)
-        return {"note": "random:tiny (seed 0); its SSL is the fixed front end"}
+        return {"note": f"random:{self.preset} (seed 0) with the trained SSL (runs/ssl), the fixed front end of the rest"}
 
     def _config(self, name: str, **paths):
         from ..recipes import recipe_path
@@ -394,7 +477,9 @@ class SmallModel:
         d = _merge(d, b["overrides"].get(name, {}))
         d = _merge(d, paths)
         d = _merge(d, {"train": {"max_steps": b["steps"][name], "checkpoint_every": b["chunk"], "out": str(self.path(name)),
-                                 "progress": False, "keep_checkpoints": 2}})
+                                 "progress": False, "keep_checkpoints": 2,
+                                 "max_seconds": (b.get("seconds") or {}).get(name)}})
+        d["model"] = dict(d.get("model") or {}, preset=self.preset)
         return load_train_config(d)
 
     def _train(self, name: str, **paths) -> dict:
@@ -416,6 +501,7 @@ class SmallModel:
             bits = [f"{k[:-5]} {v:.4g}" for k, v in last.items() if k.endswith("_last") and v is not None]
             self.log(f"  {name}: step {tr.step}/{total}  " + "  ".join(bits) +
                      (f"  ({rate:.2f} s/step, {rate * (total - tr.step) / 60:.0f} min left)" if done else ""))
+            total = cfg.train.max_steps  # a time budget (train.max_seconds) may have shortened the run
             if tr.step >= total:
                 break
         if not self.complete(name):
@@ -429,12 +515,18 @@ class SmallModel:
         tiny codec's ids collapse within ~20 steps (perplexity 55 -> 1 at lr 2e-4; -> 4, then a
         slow climb to ~12 at lr 1e-3); with it they stay spread (~330 of 1024 after 100 steps
         at lr 1e-3)."""
-        return self._train("semantic_codec", data={"path": str(self.train_manifest)},
+        rows = self.path("phones").read_text().splitlines()
+        subset = self.work / "train_semantic_codec.jsonl"  # k-means and 50 steps need a fraction of the corpus
+        frames_per_row = 50 * 6.0  # ~6 s utterances at 50 Hz
+        n = max(1, int(math.ceil(2 * self.budget["semantic_kmeans_frames"] / frames_per_row)))
+        lines = [x for x in rows if x.strip()][:n]
+        subset.write_text("".join(x + "\n" for x in lines))  # same folder: relative audio paths hold
+        return self._train("semantic_codec", data={"path": str(subset)},
                            objective={"ssl_source": str(self.path("base")), "kmeans_init": True,
                                       "kmeans_frames": int(self.budget["semantic_kmeans_frames"])})
 
     def step_acoustic_codec(self) -> dict:
-        return self._train("acoustic_codec", data={"path": str(self.train_manifest)})
+        return self._train("acoustic_codec", data={"path": str(self.path("phones"))})
 
     def step_bundle_v0(self) -> dict:
         from ..bundle import assemble_bundle
@@ -453,9 +545,11 @@ class SmallModel:
     def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool) -> dict:
         from .prepare import PrepareConfig, prepare
 
-        cfg = PrepareConfig(input=str(self.train_manifest), out=str(self.path(name)), model=str(self.path(model)),
-                            task=task, acoustic=acoustic, phones=phones, language=self.language, device="cpu",
-                            progress=False, seed=0)
+        import torch
+
+        cfg = PrepareConfig(input=str(self.path("phones")), out=str(self.path(name)), model=str(self.path(model)),
+                            task=task, acoustic=acoustic, phones=phones, language=self.language,
+                            device="cuda" if torch.cuda.is_available() else "cpu", progress=False, seed=0)
         s = prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
         if not s["complete"] or not s["utterances"]:
             raise MetisError(f"{name}: preparation incomplete or empty ({s['utterances']} utterances)")
@@ -469,6 +563,12 @@ class SmallModel:
 
     def step_prepare_se(self) -> dict:
         return self._prepare("prepare_se", "bundle_v0", "se", acoustic=False, phones=False)
+
+    def step_prepare_vc(self) -> dict:
+        return self._prepare("prepare_vc", "bundle_v0", "vc", acoustic=False, phones=False)
+
+    def step_prepare_tse(self) -> dict:
+        return self._prepare("prepare_tse", "bundle_v0", "tse", acoustic=False, phones=False)
 
     def step_prepare_s2a(self) -> dict:
         return self._prepare("prepare_s2a", "bundle_v1", "none", acoustic=True, phones=False)
@@ -486,9 +586,18 @@ class SmallModel:
         return self._train("stage1_tts", data={"path": str(self.path("prepare_stage1"))},
                            model={"init_from": str(self.path("stage1_pretrain") / "final")})
 
-    def step_stage1_se(self) -> dict:
-        return self._train("stage1_se", data={"path": str(self.path("prepare_se"))},
+    def _adapter_task(self, task: str) -> dict:
+        return self._train(f"stage1_{task}", data={"path": str(self.path(f"prepare_{task}"))},
                            model={"init_from": str(self.path("stage1_pretrain") / "final")})
+
+    def step_stage1_se(self) -> dict:
+        return self._adapter_task("se")
+
+    def step_stage1_vc(self) -> dict:
+        return self._adapter_task("vc")
+
+    def step_stage1_tse(self) -> dict:
+        return self._adapter_task("tse")
 
     def step_bundle(self) -> dict:
         from ..bundle import assemble_bundle, read_manifest
@@ -496,7 +605,9 @@ class SmallModel:
         out = assemble_bundle(
             self.path("bundle"), self.path("bundle_v1"),
             {"s2a_full": self.path("s2a") / "final", "s2a_1layer": self.path("s2a_1layer") / "final"},
-            {t: self.path(f"stage1_{r}") / "final" for t, r in (("tts", "tts"), ("se", "se"), ("base", "pretrain"))},
+            {t: self.path(f"stage1_{r}") / "final"
+             for t, r in (("tts", "tts"), ("base", "pretrain")) + tuple((t, t) for t in ADAPTER_TASKS)
+             if r in ("tts", "pretrain") or self.complete(f"stage1_{r}")},
             drop_untrained=True, overwrite=True)
         m = read_manifest(out)
         return {"stage1": sorted(m["stage1"]), "untrained": m["untrained"]}
@@ -610,6 +721,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--corpus", required=True, help="a `metis make-corpus` folder (train.jsonl, dev.jsonl)")
     p.add_argument("--work", required=True, help="working directory (runs, shards, bundles); rerun to resume")
     p.add_argument("--budget", default="short", choices=sorted(BUDGETS), help="training length (default short)")
+    p.add_argument("--preset", default="small", help="network sizes (a preset of metis_speech/presets; default small)")
     p.add_argument("--phone-vocab", default=None,
                    help="phone vocabulary JSON (default: a project-own one from the phones of the training transcripts)")
     p.add_argument("--language", default="en", help="transcript language for phones (default en)")
@@ -620,6 +732,9 @@ def _parser() -> argparse.ArgumentParser:
                    help="run one of two independent chains; start `--lane stage1` and `--lane s2a` in two processes "
                         "(each waits for what the other makes), then the plain command for the bundle and examples")
     g.add_argument("--only", default=None, help="comma-separated steps to run (their inputs must be complete)")
+    g.add_argument("--all-lanes", action="store_true",
+                   help="run every lane at once, one process each (logs: <work>/lane_<name>.log), then the bundle and "
+                        "examples: for a machine with many cores or a GPU")
     p.add_argument("--max-steps", default=None, metavar="NAME=N,...",
                    help="override the budget's steps of some networks, e.g. acoustic_codec=2500,s2a=3000 (a run past "
                         "its new end just finishes)")
@@ -630,6 +745,31 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --only: wait for inputs another process is making instead of stopping (--lane always waits)")
     p.add_argument("--wait-s", type=float, default=30.0, help="seconds between checks for another process's outputs")
     return p
+
+
+def _run_lanes(argv: List[str], work: Path, log: Callable[[str], None]) -> None:
+    """One ``--lane`` process per lane of :data:`LANES` (same arguments), all at once; waits
+    for them. A failed lane is reported (its steps stay incomplete) without stopping the others."""
+    import subprocess
+
+    args = [a for a in argv if a not in ("--all-lanes", "--ship") and not a.startswith("--ship=")]
+    if "--ship" in argv:  # drop the value of --ship too: only the final process ships
+        i = argv.index("--ship")
+        args = [a for j, a in enumerate(argv) if j not in (i, i + 1) and a != "--all-lanes"]
+    work.mkdir(parents=True, exist_ok=True)
+    procs = {}
+    for lane in LANES:
+        fh = open(work / f"lane_{lane}.log", "a")
+        procs[lane] = (subprocess.Popen([sys.executable, "-m", "metis_speech.training.small_model", *args, "--lane", lane],
+                                        stdout=fh, stderr=subprocess.STDOUT), fh)
+    log(f"started {len(procs)} lanes: {', '.join(procs)} (logs: {work}/lane_<name>.log)")
+    failed = []
+    for lane, (p, fh) in procs.items():
+        if p.wait() != 0:
+            failed.append(lane)
+        fh.close()
+    if failed:
+        log(f"lanes that failed: {', '.join(failed)} (see their logs); their networks are left out where possible")
 
 
 def _max_steps(text: Optional[str]) -> Optional[Dict[str, int]]:
@@ -653,8 +793,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         torch.set_num_threads(max(1, args.threads))
         driver = SmallModel(args.corpus, args.work, args.budget, args.phone_vocab, args.language,
                             log=lambda m: print(m, flush=True), stop_after=args.stop_after,
-                            max_steps=_max_steps(args.max_steps))
+                            max_steps=_max_steps(args.max_steps), preset=args.preset)
         only = LANES[args.lane] if args.lane else ([x.strip() for x in args.only.split(",") if x.strip()] if args.only else None)
+        if args.all_lanes:  # then the bundle; the examples (which need a G2P back end) with the plain command
+            _run_lanes(list(argv if argv is not None else sys.argv[1:]), Path(args.work), driver.log)
+            only = ["bundle"]
         summary = driver.run(only, wait_s=args.wait_s if (args.lane or args.wait) else None)
         if args.ship:
             summary["shipped"] = str(ship(args.work, args.ship))

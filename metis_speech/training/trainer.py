@@ -168,6 +168,9 @@ class LoopSection:
     out: str = "runs/metis"
     progress: bool = True
     samples: Optional[Dict[str, Any]] = None  # periodic audio samples (training/samples.py)
+    # wall-clock budget in seconds (None = off): after a few steps the run measures its step rate
+    # and shortens max_steps (the LR schedule follows) so that it ends, with final/, inside it
+    max_seconds: Optional[float] = None
 
 
 @dataclass
@@ -233,6 +236,39 @@ def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
         raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
     cfg.data.check(where)
     return cfg
+
+
+class TimeBudget:
+    """``train.max_seconds``: shrink ``train.max_steps`` to what fits in the wall-clock budget.
+
+    The budget counts from the first :meth:`update` of this process (a resumed run gets a
+    fresh budget). After ``calibrate`` steps the measured rate sets ``max_steps`` to the
+    step that ends the budget (never above the configured value); LR schedules read
+    ``max_steps`` at every step, so the decay ends with the run.
+    """
+
+    def __init__(self, loop: "LoopSection", calibrate: int = 10):
+        self.loop, self.calibrate = loop, calibrate
+        self.limit = loop.max_steps
+        self.t0: Optional[float] = None
+        self.step0 = 0
+
+    def update(self, step: int) -> int:
+        """Call after each optimiser step; returns the (possibly lowered) max_steps."""
+        budget = self.loop.max_seconds
+        if not budget:
+            return self.loop.max_steps
+        now = time.perf_counter()
+        if self.t0 is None:
+            self.t0, self.step0 = now, step
+            return self.loop.max_steps
+        elapsed, done = now - self.t0, step - self.step0
+        if elapsed >= budget:
+            self.loop.max_steps = step
+        elif done >= self.calibrate:
+            rate = done / elapsed
+            self.loop.max_steps = max(step, min(self.limit, step + int(rate * (budget - elapsed))))
+        return self.loop.max_steps
 
 
 def lr_lambda(step: int, warmup: int, total: int, decay: str, min_ratio: float) -> float:
@@ -431,6 +467,7 @@ LOOP_TRAINERS = {
     "semantic_codec": "metis_speech.training.codec_train:SemanticCodecTrainer",
     "acoustic_codec": "metis_speech.training.codec_train:AcousticCodecTrainer",
     "visual_encoder": "metis_speech.training.visual_train:VisualEncoderTrainer",
+    "ssl": "metis_speech.training.ssl_train:SSLTrainer",
 }
 
 
@@ -468,10 +505,11 @@ class Trainer:
             raise MetisError("no trainable parameters")
         o = cfg.optim
         optimizer = torch.optim.AdamW(self.trainable, lr=o.lr, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay)
-        total = cfg.train.max_steps
+        loop = cfg.train  # max_steps is read at each step: a time budget may shorten it
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(
-            optimizer, lambda s: lr_lambda(s, o.warmup_steps, total, o.decay, o.min_lr_ratio)
+            optimizer, lambda s: lr_lambda(s, o.warmup_steps, loop.max_steps, o.decay, o.min_lr_ratio)
         )
+        self.budget = TimeBudget(cfg.train)
         self.objective, self.optimizer = acc.prepare(objective, optimizer)
         self.ema = (
             {n: p.detach().float().clone() for n, p in self._unwrapped().named_parameters() if p.requires_grad}
@@ -693,6 +731,7 @@ class Trainer:
             if self.ema is not None:
                 self._ema_update()
             self.step += 1
+            target = min(target, self.budget.update(self.step))
             stats = torch.tensor([loss_sum / c.grad_accum, acc_sum / c.grad_accum, float(frames)], device=device)
             if self.world > 1:
                 stats = acc.reduce(stats, reduction="sum")
