@@ -406,6 +406,8 @@ ACOUSTIC_OBJECTIVE = {
     # centres of its inputs over the training audio (SoundStream/Encodec-style)
     "kmeans_frames": 20000,  # at most this many codec frames of the data for k-means
     "kmeans_iters": 10,
+    "train_parts": "all",  # all | decoder: only the decoder after the quantizer learns (the encoder and the
+    # codebooks stay frozen, so the codec's ids, and an S2A trained on them, stay valid)
     "mpd_width": 1.0,
     "mrd_width": 1.0,
     "periods": [2, 3, 5, 7, 11],
@@ -459,6 +461,16 @@ class AcousticCodecTrainer(LoopTrainer):
             src = Path(self.cfg.model.init_from)
             self.init_from(gen.encoder, str(src / "encoder"))
             self.init_from(gen.decoder, str(src / "decoder"))
+        if o["train_parts"] not in ("all", "decoder"):
+            raise MetisError(f"acoustic codec objective: train_parts must be 'all' or 'decoder', got {o['train_parts']!r}")
+        if o["train_parts"] == "decoder":
+            if o["kmeans_init"] or int(o["dead_code_restart_every"]) > 0:
+                raise MetisError("acoustic codec: train_parts 'decoder' keeps the codebooks; turn off kmeans_init and "
+                                 "dead_code_restart_every")
+            if not self.cfg.model.init_from:
+                raise MetisError("acoustic codec: train_parts 'decoder' needs model.init_from (a trained codec)")
+            for p in list(gen.encoder.parameters()) + list(gen.decoder.quantizer.parameters()):
+                p.requires_grad_(False)
         disc = CodecDiscriminator(o["periods"], o["stft_resolutions"], o["mpd_width"], o["mrd_width"])
         opt_g, sched_g = self.make_optimizer(gen.parameters())
         opt_d, sched_d = self.make_optimizer(disc.parameters(), lr=o["disc_lr"], betas=o["disc_betas"])

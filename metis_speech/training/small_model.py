@@ -320,7 +320,8 @@ class SmallModel:
             return p.is_file()
         final = p / "final"
         if name == "acoustic_codec":
-            return all((final / f).is_file() for f in ("encoder/config.json", "decoder/config.json", "discriminator.safetensors"))
+            return all((final / f).is_file() for f in ("encoder/config.json", "encoder/model.safetensors",
+                                                         "decoder/config.json", "decoder/model.safetensors"))
         if name == "ssl":
             return all((final / f).is_file() for f in ("ssl_config.json", "model.safetensors", "stats.npz"))
         need = ("model.safetensors", "config.json") + (("ssl.json",) if name == "semantic_codec" else ())

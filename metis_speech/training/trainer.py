@@ -249,7 +249,6 @@ class TimeBudget:
 
     def __init__(self, loop: "LoopSection", calibrate: int = 10):
         self.loop, self.calibrate = loop, calibrate
-        self.limit = loop.max_steps
         self.t0: Optional[float] = None
         self.step0 = 0
 
@@ -267,7 +266,8 @@ class TimeBudget:
             self.loop.max_steps = step
         elif done >= self.calibrate:
             rate = done / elapsed
-            self.loop.max_steps = max(step, min(self.limit, step + int(rate * (budget - elapsed))))
+            # never raised again: a loop that stopped at an earlier estimate must find its run complete
+            self.loop.max_steps = max(step, min(self.loop.max_steps, step + int(rate * (budget - elapsed))))
         return self.loop.max_steps
 
 
