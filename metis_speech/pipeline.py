@@ -36,6 +36,7 @@ import torch
 from .audio import load_audio, resample, save_audio
 from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
+from .sources import ModelSource
 
 __all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "pick_device"]
 
@@ -122,136 +123,10 @@ _NEEDS = {
 }
 
 
-# facebook/w2v-bert-2.0's architecture (for random-weight benchmarks without the Hub)
-W2V_BERT_2_ARCH = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    feature_projection_input_dim=160, conv_depthwise_kernel_size=31, position_embeddings_type="relative_key",
-    left_max_position_embeddings=64, right_max_position_embeddings=8, hidden_act="swish", layer_norm_eps=1e-5,
-    layerdrop=0.0, apply_spec_augment=False, add_adapter=False, vocab_size=None,
-)
-
-
-class _Sources:
-    """Where each network comes from: official files (Hub or a local copy) or a bundle."""
-
-    def __init__(self, source: Union[str, os.PathLike], ssl_source: Optional[str], stats: Optional[str], phone_vocab):
-        from . import bundle
-
-        self.source = source
-        # "random:<preset>": randomly initialised networks of a preset (speed/memory benchmarks)
-        self.random_preset = str(source)[len("random:"):] if str(source).startswith("random:") else None
-        self.is_bundle = str(source) != "hub" and self.random_preset is None and bundle.is_bundle(source)
-        self.manifest = bundle.read_manifest(source) if self.is_bundle else None
-        self.ssl_source = ssl_source
-        self.stats = stats
-        self.phone_vocab = phone_vocab
-
-    def _bundle_dir(self, name: str) -> Path:
-        comps = self.manifest["components"]
-        if name not in comps:
-            raise MetisError(f"{self.source}: the bundle has no {name} network")
-        return Path(self.source) / comps[name]
-
-    def _random(self, component: str, device, dtype):
-        from .config import load_preset
-        from .loading import build_model
-
-        model = build_model(load_preset(self.random_preset, component), device)
-        with torch.no_grad():
-            for m in model.modules():
-                if hasattr(m, "gate_scale"):
-                    m.gate_scale.fill_(1.0)
-        return model.to(dtype).eval()
-
-    def stage1(self, task: str, device, dtype):
-        from .bundle import STAGE1_COMPONENT
-        from .loading import load_checkpoint, load_stage1
-
-        if self.random_preset:
-            return self._random(STAGE1_COMPONENT[task], device, dtype)
-        if self.is_bundle:
-            sub = self.manifest["stage1"].get(task)
-            if sub is None:
-                raise MetisError(f"{self.source}: the bundle has no stage-1 model for task {task!r} "
-                                 f"(it has: {sorted(self.manifest['stage1'])})")
-            return load_checkpoint(Path(self.source) / sub, device, dtype)
-        return load_stage1(task, self.source, device, dtype)
-
-    def component(self, name: str, device, dtype):
-        from .loading import load_checkpoint, load_component
-
-        if self.random_preset:
-            return self._random(name, device, dtype)
-        if self.is_bundle:
-            if name == "s2a_1layer" and "s2a_1layer" not in self.manifest["components"]:
-                return None
-            return load_checkpoint(self._bundle_dir(name), device, dtype)
-        return load_component(name, self.source, device, dtype)
-
-    def ssl(self, device, dtype):
-        from .bundle import load_ssl
-        from .config import load_preset
-        from .models.ssl import SSLFeatureExtractor
-
-        if self.is_bundle:
-            return load_ssl(self._bundle_dir("ssl"), device, dtype)
-        if self.random_preset:
-            cfg = load_preset(self.random_preset, "ssl")
-            if cfg.model_config is None:  # the w2v-BERT 2.0 architecture, random weights
-                cfg = replace(cfg, model_id="random", model_config=W2V_BERT_2_ARCH)
-            ext = SSLFeatureExtractor.from_config(cfg, stats=None)
-            g = torch.Generator().manual_seed(0)
-            ext.set_stats(torch.randn(cfg.hidden_size, generator=g) * 0.1, torch.rand(cfg.hidden_size, generator=g) + 0.5)
-            ext = ext.to(device)
-            ext.set_stats(ext.stat_mean, ext.stat_var)
-            ext.model.to(dtype)
-            return ext.eval()
-        cfg = load_preset("official", "ssl")
-        if self.ssl_source:
-            cfg = replace(cfg, model_id=str(self.ssl_source))
-        elif str(self.source) != "hub":
-            local = Path(self.source) / "w2v-bert-2.0"
-            if local.is_dir():
-                cfg = replace(cfg, model_id=str(local))
-        if self.stats:
-            cfg = replace(cfg, stats=str(self.stats))
-        elif str(self.source) != "hub":
-            for cand in ("wav2vec2bert_stats.pt", "stats"):
-                if (Path(self.source) / cand).exists():
-                    cfg = replace(cfg, stats=str(Path(self.source) / cand))
-                    break
-        ext = SSLFeatureExtractor.from_config(cfg).to(device)
-        if ext.stat_mean is not None:
-            ext.set_stats(ext.stat_mean, ext.stat_var)
-        ext.model.to(dtype)
-        return ext.eval()
-
-    def visual(self, device, dtype):
-        from .loading import load_checkpoint
-
-        if self.random_preset:
-            return self._random("visual_encoder", device, dtype)
-        if not self.is_bundle:
-            raise MetisError(
-                "lip-to-speech needs a visual encoder, and the reference never published one; use a bundle "
-                "that holds one (trained with this project) as the model source"
-            )
-        return load_checkpoint(self._bundle_dir("visual"), device, dtype)
-
-    def phone_tokenizer(self):
-        from .text import PhoneTokenizer
-
-        if self.phone_vocab is not None:
-            return PhoneTokenizer(self.phone_vocab)
-        if self.is_bundle and self.manifest.get("phone_vocab"):
-            return PhoneTokenizer(str(Path(self.source) / self.manifest["phone_vocab"]))
-        return PhoneTokenizer("official")
-
-
 class Metis:
     """One task of Metis, ready to run. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, task: str, sources: _Sources, device: torch.device, dtype: torch.dtype, lazy: bool = False):
+    def __init__(self, task: str, sources: ModelSource, device: torch.device, dtype: torch.dtype, lazy: bool = False):
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
         self.task = task
@@ -292,7 +167,7 @@ class Metis:
         source = resolve_source(task, source)
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
-        return cls(task, _Sources(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
+        return cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
 
     def _net(self, name: str):
         if name not in self._nets:
