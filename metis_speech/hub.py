@@ -320,10 +320,10 @@ def _download_extras(task: str, to: Optional[Path]) -> Dict[str, Path]:
         stats = official_stats_path()
     out["ssl_stats"] = stats
     if task in PHONE_TASKS:
-        from .text.vocab import official_cache_file, official_vocab
+        from .text.vocab import ENV_VAR, official_cache_file, official_vocab
 
-        official_vocab()
-        out["phone_vocab"] = official_cache_file()
+        official_vocab()  # checked: from $METIS_PHONE_VOCAB, the cache, or downloaded into it
+        out["phone_vocab"] = Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else official_cache_file()
     if to is not None:
         for key, name in (("ssl_stats", "wav2vec2bert_stats.pt"), ("phone_vocab", "phone_vocab.json")):
             if key in out:

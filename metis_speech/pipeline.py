@@ -36,15 +36,14 @@ import torch
 from .audio import load_audio, resample, save_audio
 from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
+from .hub import for_task
+from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check_inputs  # noqa: F401 - limits re-exported
+from .shipped import Choice, choose_source
 from .sources import ModelSource
 
 __all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "pick_device"]
 
 AudioInput = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
-
-MIN_PROMPT_S = 1.0
-MAX_PROMPT_S = 30.0
-MAX_TARGET_S = 300.0
 
 
 @dataclass
@@ -135,6 +134,7 @@ class Metis:
         self._src = sources
         self._nets: Dict[str, Any] = {}
         self.defaults = DEFAULTS[task]
+        self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
             self.load_all()
 
@@ -153,39 +153,47 @@ class Metis:
     ) -> "Metis":
         """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
 
-        ``source``: ``"auto"`` (default: the small model shipped in the package for the
-        tasks it was trained for, else the official weights), ``"small"`` (the shipped
-        model), ``"hub"`` (official weights, downloaded and cached), a local directory with
-        the official files (as ``metis download TASK --to DIR`` writes), or a metis-speech
-        bundle directory (the project's own models); see :mod:`metis_speech.shipped`. Only
-        the networks the task needs are loaded; ``lazy=True`` defers loading to first use.
+        ``source``: ``"auto"`` (default: the official weights when they are all in the
+        Hugging Face cache, else the small model shipped in the package for the tasks it was
+        trained for, else an error naming the options; never a download), ``"small"`` (the
+        shipped model), ``"hub"`` (official weights, downloaded and cached), a local directory
+        with the official files (as ``metis download TASK --to DIR`` writes), or a
+        metis-speech bundle directory (the project's own models); see
+        :mod:`metis_speech.shipped`. ``model.choice.line`` says which model it is and why.
+        Only the networks the task needs are loaded; ``lazy=True`` defers loading to first
+        use, and the task methods check their inputs before loading anything.
         """
-        from .shipped import resolve_source
-
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
-        source = resolve_source(task, source)
+        choice = source if isinstance(source, Choice) else choose_source(task, source)
+        source = choice.source
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
-        return cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
+        model = cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy=True)
+        model.choice = choice
+        return model if lazy else model.load_all()
 
     def _net(self, name: str):
         if name not in self._nets:
-            dev, dt = self.device, self.dtype
-            if name == "stage1":
-                self._nets[name] = self._src.stage1(self.task, dev, dt)
-            elif name == "ssl":
-                self._nets[name] = self._src.ssl(dev, dt)
-            elif name == "visual":
-                self._nets[name] = self._src.visual(dev, dt)
-            elif name == "phones":
-                self._nets[name] = self._src.phone_tokenizer()
-            elif name == "s2a":
-                self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
-                self._nets[name] = self._src.component("s2a_full", dev, dt)
-            else:
-                self._nets[name] = self._src.component(name, dev, dt)
+            with for_task(self.task):  # fetch errors name this task in their advice
+                self._load(name)
         return self._nets[name]
+
+    def _load(self, name: str) -> None:
+        dev, dt = self.device, self.dtype
+        if name == "stage1":
+            self._nets[name] = self._src.stage1(self.task, dev, dt)
+        elif name == "ssl":
+            self._nets[name] = self._src.ssl(dev, dt)
+        elif name == "visual":
+            self._nets[name] = self._src.visual(dev, dt)
+        elif name == "phones":
+            self._nets[name] = self._src.phone_tokenizer()
+        elif name == "s2a":
+            self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
+            self._nets[name] = self._src.component("s2a_full", dev, dt)
+        else:
+            self._nets[name] = self._src.component(name, dev, dt)
 
     def load_all(self) -> "Metis":
         self._net("stage1")
@@ -346,16 +354,17 @@ class Metis:
         durs = [duration] * len(texts) if duration is None or isinstance(duration, (int, float)) else list(duration)
         if not (len(prompts) == len(ptexts) == len(texts) == len(durs)):
             raise MetisError("text, prompt, prompt_text and duration lists must have the same length")
+        for t, p, pt, d in zip(texts, prompts, ptexts, durs):  # before any network is loaded
+            if pt is None:
+                raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
+            check_inputs("tts", {"text": t, "prompt": p, "prompt_text": pt, "duration": d},
+                         language=language, prompt_language=prompt_language)
         tok = self._net("phones")
         # split every text into sentence pieces; remember which output each piece belongs to
         from .text import split_sentences as splitter
 
         pieces, owner = [], []
         for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise MetisError("text is empty; give the words to speak")
-            if ptexts[i] is None or not str(ptexts[i]).strip():
-                raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
             parts = splitter(t, language, max_sentence_chars) if (split_sentences and durs[i] is None) else [t]
             for p in parts:
                 pieces.append(p)
@@ -396,8 +405,8 @@ class Metis:
         spf = int(round(ssl_sr / self.frame_rate))  # samples per frame at the SSL rate (320)
         srcs = [self._read(s, ssl_sr, what) for s in sources]
         for s in srcs:
-            if len(s) / ssl_sr > MAX_TARGET_S:
-                raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_TARGET_S:.0f} s")
+            if len(s) / ssl_sr > MAX_INPUT_S:
+                raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_INPUT_S:.0f} s")
             if len(s) < 2 * spf:
                 raise AudioError(f"{what} is too short to process ({len(s) / ssl_sr * 1000:.0f} ms)")
         B = len(srcs)
@@ -463,6 +472,8 @@ class Metis:
         single = not isinstance(source, list)
         sources = [source] if single else source
         prompts = _broadcast(prompt, len(sources))
+        for s, p in zip(sources, prompts):
+            check_inputs("vc", {"source": s, "prompt": p})
         out = self._speech_conditioned(sources, prompts, "source", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
 
@@ -470,12 +481,14 @@ class Metis:
         """The speech of the ``prompt``'s speaker alone, out of ``mixture``. ``text`` (omni
         models only) is the target speaker's transcript: text-guided extraction."""
         self._require("tse", "omni")
-        if text is not None and not self._net("stage1").cfg.use_phone_cond:
-            raise MetisError("text-guided extraction needs the omni model (Metis.from_pretrained('omni'))")
         single = not isinstance(mixture, list)
         mixtures = [mixture] if single else mixture
         prompts = _broadcast(prompt, len(mixtures))
         texts = None if text is None else ([text] * len(mixtures) if isinstance(text, str) else list(text))
+        for i, (m, p) in enumerate(zip(mixtures, prompts)):
+            check_inputs("tse", {"mixture": m, "prompt": p, "text": texts[i] if texts is not None else None})
+        if text is not None and not self._net("stage1").cfg.use_phone_cond:
+            raise MetisError("text-guided extraction needs the omni model (Metis.from_pretrained('omni'))")
         out = self._speech_conditioned(mixtures, prompts, "mixture", steps, guidance, temperature, seed, texts, s2a_steps)
         return out[0] if single else out
 
@@ -484,6 +497,8 @@ class Metis:
         self._require("se", "omni")
         single = not isinstance(noisy, list)
         items = [noisy] if single else noisy
+        for x in items:
+            check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
 
@@ -496,6 +511,8 @@ class Metis:
         single = not isinstance(video, list)
         videos = [video] if single else video
         prompts = _broadcast(prompt, len(videos))
+        for v, p in zip(videos, prompts):
+            check_inputs("l2s", {"video": v, "prompt": p})
         _, p_sems, p_codes = self._prompts(prompts)
         vis = self._net("visual")
         conds, lens = [], []

@@ -19,7 +19,7 @@ from typing import Optional, Union
 
 import torch
 
-from . import bundle
+from . import bundle, hub
 from .errors import MetisError
 
 __all__ = ["ModelSource", "ssl_from_source", "W2V_BERT_2_ARCH"]
@@ -110,10 +110,14 @@ class ModelSource:
         cfg = load_preset("official", "ssl")
         if self.ssl_source:
             cfg = replace(cfg, model_id=str(self.ssl_source))
-        elif str(self.source) != "hub":
-            local = Path(self.source) / "w2v-bert-2.0"
-            if local.is_dir():
-                cfg = replace(cfg, model_id=str(local))
+        elif str(self.source) != "hub" and (Path(self.source) / "w2v-bert-2.0").is_dir():
+            cfg = replace(cfg, model_id=str(Path(self.source) / "w2v-bert-2.0"))
+        elif cfg.model_id == hub.W2V_BERT_REPO:
+            cached = hub.cached_ssl_dir()  # the Hub cache's snapshot: loaded without the network
+            if cached is not None:
+                cfg = replace(cfg, model_id=str(cached))
+            else:
+                hub.check_reachable(f"{hub.W2V_BERT_REPO} (2.3 GB, the SSL front end)")
         if self.stats:
             cfg = replace(cfg, stats=str(self.stats))
         elif str(self.source) != "hub":
@@ -121,7 +125,8 @@ class ModelSource:
                 if (Path(self.source) / cand).exists():
                     cfg = replace(cfg, stats=str(Path(self.source) / cand))
                     break
-        ext = SSLFeatureExtractor.from_config(cfg).to(device)
+        with hub.quiet_hub():
+            ext = SSLFeatureExtractor.from_config(cfg).to(device)
         if ext.stat_mean is not None:
             ext.set_stats(ext.stat_mean, ext.stat_var)
         ext.model.to(dtype)
@@ -146,6 +151,11 @@ class ModelSource:
             return PhoneTokenizer(self.phone_vocab)
         if self.is_bundle and self.manifest.get("phone_vocab"):
             return PhoneTokenizer(str(Path(self.source) / self.manifest["phone_vocab"]))
+        local = Path(str(self.source)) / "phone_vocab.json"  # `metis download tts --to DIR` puts it there
+        if self.random_preset is None and str(self.source) != "hub" and local.is_file():
+            from .text.vocab import official_vocab
+
+            return PhoneTokenizer(official_vocab(path=local))
         return PhoneTokenizer("official")
 
 
