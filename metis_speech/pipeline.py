@@ -1,7 +1,7 @@
 """The Python API: one object per task, loading only the networks that task needs.
 
 >>> from metis_speech import Metis
->>> tts = Metis.from_pretrained("tts")                   # official weights (Hub or --model DIR)
+>>> tts = Metis.from_pretrained("tts")                   # auto: official weights if cached, else the shipped small model
 >>> out = tts.tts("Hello there.", prompt="ref.wav", prompt_text="This is my voice.")
 >>> out.save("hello.wav")                                # 24 kHz, the generated part only
 
