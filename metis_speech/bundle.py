@@ -148,23 +148,6 @@ def random_bundle(
     return directory
 
 
-# ------------------------------------------------------------------ the SSL front end of a source
-def ssl_from_source(source: Union[str, os.PathLike], device=None):
-    """The SSL front end (:class:`~metis_speech.models.ssl.SSLFeatureExtractor`) of a model
-    source, loaded exactly as :class:`~metis_speech.pipeline.Metis` loads its ``ssl`` net:
-    a bundle (its ``ssl/``), a bundle's ``ssl/`` directory itself, an official directory,
-    ``"hub"`` or ``"random:PRESET"`` (random weights drawn from torch's global generator)."""
-    from .errors import MetisError
-    from .pipeline import Metis
-
-    path = Path(str(source))
-    if (path / "ssl_config.json").is_file():
-        return load_ssl(path, device or "cpu")
-    if str(source) != "hub" and not str(source).startswith("random:") and not path.is_dir():
-        raise MetisError(f"SSL source {source} is neither a bundle, an ssl/ directory, 'hub', 'random:PRESET' nor an official directory")
-    return Metis.from_pretrained("se", source, device=device or "cpu", lazy=True)._net("ssl")
-
-
 def ssl_fingerprint(extractor) -> str:
     """A short hash of everything that decides an SSL front end's features: the layer read,
     the sample rate, every weight of the (truncated) network and the normalisation statistics.

@@ -13,12 +13,15 @@ is what ``metis download TASK --to DIR`` writes.
 
 from __future__ import annotations
 
+import contextvars
 import os
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple, Union
 
 from .errors import HubError, MetisError
+from .hubenv import hub_cache_dir, metis_cache_dir, offline  # noqa: F401 - re-exported
 
 __all__ = ["OfficialFile", "TaskSpec", "FILES", "TASKS", "resolve", "files_for_task", "download"]
 
@@ -89,9 +92,178 @@ def _local_candidates(root: Path, f: OfficialFile) -> List[Path]:
     return [root / f.path, root / repo_name / f.path, root / f.repo / f.path]
 
 
-def resolve(key: str, source: Union[str, os.PathLike] = "hub") -> Path:
-    """Local path of official file ``key``: from the Hub cache (downloading if needed) or
-    from a local directory. Raises HubError / MetisError with a one-line explanation."""
+# -------------------------------------------------------------- other official files
+W2V_BERT_REPO = "facebook/w2v-bert-2.0"
+"""The SSL front end of the official models (transformers' Wav2Vec2BertModel)."""
+W2V_BERT_FILES = ("config.json", "model.safetensors", "preprocessor_config.json")
+
+OFFICIAL_STATS_COMMIT = "d3de90f02e7f1c7dbc24b04d52fe1b8ef438effe"
+OFFICIAL_STATS_URL = (
+    f"https://raw.githubusercontent.com/open-mmlab/Amphion/{OFFICIAL_STATS_COMMIT}"
+    "/models/tts/maskgct/ckpt/wav2vec2bert_stats.pt"
+)
+OFFICIAL_STATS_SHA256 = "c9c176c2b8850ab2e3ba828bbfa969deaf4566ce55db5f2687b8430b87526ad2"
+"""The w2v-BERT normalisation statistics of the reference (not on the Hub; fetched by URL)."""
+
+PHONE_TASKS = ("tts", "omni")
+"""Tasks whose official weights read phone ids of the official phone vocabulary."""
+
+
+def official_stats_file() -> Path:
+    """Where the official w2v-BERT statistics are kept once downloaded."""
+    return metis_cache_dir() / f"amphion-{OFFICIAL_STATS_COMMIT[:12]}" / "wav2vec2bert_stats.pt"
+
+
+def cached_file(repo: str, path: str) -> Optional[Path]:
+    """The Hub cache's copy of ``repo:path`` (main revision), or None; never uses the network."""
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        found = try_to_load_from_cache(repo, path, cache_dir=str(hub_cache_dir()))
+    except Exception:  # noqa: BLE001 - a malformed cache counts as absent
+        return None
+    return Path(found) if isinstance(found, str) and Path(found).is_file() else None
+
+
+def cached_ssl_dir() -> Optional[Path]:
+    """The cached snapshot folder of w2v-BERT 2.0 when every file the model needs is there."""
+    paths = [cached_file(W2V_BERT_REPO, name) for name in W2V_BERT_FILES]
+    if any(p is None for p in paths):
+        return None
+    folders = {p.parent for p in paths}
+    return folders.pop() if len(folders) == 1 else None
+
+
+@dataclass(frozen=True)
+class CacheReport:
+    """Which official files of a task are already on this machine (no network used)."""
+
+    task: str
+    present: List[str]
+    missing: List[str]
+
+    @property
+    def complete(self) -> bool:
+        return not self.missing
+
+
+def official_cache(task: str) -> CacheReport:
+    """Every file the official weights of ``task`` need (stage 1, LoRA/adapter, S2A, codecs,
+    w2v-BERT 2.0, its statistics and, for phone tasks, the phone vocabulary), looked up in the
+    Hugging Face cache and metis-speech's cache folder."""
+    present, missing = [], []
+    for key in files_for_task(task):
+        f = FILES[key]
+        (present if cached_file(f.repo, f.path) else missing).append(f"{f.repo}:{f.path}")
+    for name in W2V_BERT_FILES:
+        (present if cached_file(W2V_BERT_REPO, name) else missing).append(f"{W2V_BERT_REPO}:{name}")
+    (present if official_stats_file().is_file() else missing).append("w2v-BERT statistics (wav2vec2bert_stats.pt)")
+    if task in PHONE_TASKS:
+        from .text.vocab import ENV_VAR, official_cache_file
+
+        have = official_cache_file().is_file() or bool(os.environ.get(ENV_VAR))
+        (present if have else missing).append("official phone vocabulary (vocab.json)")
+    return CacheReport(task, present, missing)
+
+
+# -------------------------------------------------------------- reaching the Hub
+_TASK: "contextvars.ContextVar[str]" = contextvars.ContextVar("metis_hub_task", default="TASK")
+
+
+@contextmanager
+def for_task(task: Optional[str]):
+    """Name ``task`` in the advice of fetch errors raised inside the block."""
+    token = _TASK.set(task or "TASK")
+    try:
+        yield
+    finally:
+        _TASK.reset(token)
+
+
+def what_to_do(task: str = "TASK") -> str:
+    """The ways out when the official files cannot be fetched here."""
+    if task == "TASK":
+        task = _TASK.get()
+    return (f"on a machine with network run `metis download {task} --to DIR`, copy DIR here and pass "
+            f"--model DIR; or use --model small (the small model shipped with metis-speech)")
+
+
+def _endpoint() -> str:
+    try:
+        from huggingface_hub import constants
+
+        return str(constants.ENDPOINT)
+    except ImportError:  # pragma: no cover
+        return os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+
+
+PROBE_TIMEOUT_S = 5.0
+
+
+def check_reachable(what: str, task: str = "TASK", timeout: float = PROBE_TIMEOUT_S) -> None:
+    """Fail at once, in one line, when the Hub cannot be used: HF_HUB_OFFLINE is set, or a
+    TCP connection to its endpoint cannot be opened within ``timeout`` seconds. Skipped when
+    a proxy is configured (the proxy decides what is reachable)."""
+    if offline():
+        raise HubError(f"cannot fetch {what}: it is not on this machine and HF_HUB_OFFLINE is set; {what_to_do(task)}")
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "ALL_PROXY", "all_proxy")):
+        return
+    import socket
+    from urllib.parse import urlsplit
+
+    url = urlsplit(_endpoint())
+    host = url.hostname or "huggingface.co"
+    port = url.port or (443 if url.scheme == "https" else 80)
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            pass
+    except OSError as e:
+        reason = "timed out" if isinstance(e, socket.timeout) else (e.strerror or type(e).__name__)
+        raise HubError(f"cannot fetch {what}: the Hugging Face Hub ({host}) cannot be reached ({reason}); {what_to_do(task)}") from None
+
+
+@contextmanager
+def quiet_hub():
+    """Keep huggingface_hub's and transformers' retry and warning messages off the terminal
+    (a failure becomes one HubError line instead); progress bars stay."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in ("huggingface_hub", "transformers", "urllib3", "httpx")]
+    levels = [lg.level for lg in loggers]
+    for lg in loggers:
+        lg.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for lg, level in zip(loggers, levels):
+            lg.setLevel(level)
+
+
+def _fetch(f: OfficialFile, local_dir: Optional[Path] = None, task: str = "TASK") -> Path:
+    """Download one official file (the reachability check first, then quietly)."""
+    try:
+        from huggingface_hub import hf_hub_download
+    except ImportError:  # pragma: no cover - a declared dependency
+        raise HubError("huggingface_hub is not installed; pip install huggingface_hub") from None
+    what = f"{f.repo}:{f.path} ({f.size_hint})"
+    check_reachable(what, task)
+    kwargs = {"local_dir": str(local_dir)} if local_dir is not None else {"cache_dir": str(hub_cache_dir())}
+    try:
+        with quiet_hub():
+            return Path(hf_hub_download(f.repo, f.path, etag_timeout=PROBE_TIMEOUT_S, **kwargs))
+    except Exception as e:  # noqa: BLE001 - network, auth, missing-entry errors all end here
+        detail = str(e).strip().splitlines()[0][:160] if str(e).strip() else ""
+        reason = type(e).__name__ + (f": {detail}" if detail else "")
+        raise HubError(f"cannot fetch {what} from the Hugging Face Hub ({reason}); {what_to_do(task)}") from None
+
+
+def resolve(key: str, source: Union[str, os.PathLike] = "hub", task: str = "TASK") -> Path:
+    """Local path of official file ``key``: from a local directory, else from the Hub cache
+    (without touching the network when it is there), else downloaded. Raises HubError /
+    MetisError with a one-line explanation."""
     if key not in FILES:
         raise MetisError(f"unknown official file {key!r}; known: {sorted(FILES)}")
     f = FILES[key]
@@ -106,38 +278,57 @@ def resolve(key: str, source: Union[str, os.PathLike] = "hub") -> Path:
             f"{root}: missing {f.path} (from {f.repo}); expected it at {root / f.path} or "
             f"{root / f.repo.split('/')[-1] / f.path}"
         )
-    try:
-        from huggingface_hub import hf_hub_download
-    except ImportError:  # pragma: no cover - a declared dependency
-        raise HubError("huggingface_hub is not installed; pip install huggingface_hub") from None
-    try:
-        return Path(hf_hub_download(f.repo, f.path))
-    except Exception as e:  # noqa: BLE001 - network, auth, missing-entry errors all end here
-        reason = type(e).__name__
-        raise HubError(
-            f"cannot fetch {f.repo}:{f.path} ({f.size_hint}) from the Hugging Face Hub ({reason}). "
-            f"Download it where the Hub is reachable (`metis download TASK --to DIR`) and pass that "
-            f"directory as the model source (--model DIR), laid out as DIR/{f.repo.split('/')[-1]}/{f.path}"
-        ) from None
+    cached = cached_file(f.repo, f.path)
+    if cached is not None:
+        return cached
+    return _fetch(f, task=task)
 
 
 def download(task_or_keys: Union[str, Sequence[str]], to: Optional[Union[str, os.PathLike]] = None) -> Dict[str, Path]:
-    """Fetch every file a task needs (or the given FILES keys). With ``to``, copies are
-    laid out as ``to/<repo name>/<path>`` so the directory can be used as a source."""
+    """Fetch every file a task needs (or the given FILES keys). For a task this includes
+    w2v-BERT 2.0, its statistics and (TTS, omni) the phone vocabulary, so that afterwards the
+    task runs without the network. With ``to``, copies are laid out as ``to/<repo
+    name>/<path>``, ``to/w2v-bert-2.0/``, ``to/wav2vec2bert_stats.pt`` and
+    ``to/phone_vocab.json``, and the directory can be used as a source (``--model DIR``)."""
+    task = task_or_keys if isinstance(task_or_keys, str) else "TASK"
     keys = files_for_task(task_or_keys) if isinstance(task_or_keys, str) else list(task_or_keys)
     out = {}
     for key in keys:
         f = FILES[key]
         if to is None:
-            out[key] = resolve(key, "hub")
-            continue
-        from huggingface_hub import hf_hub_download
+            out[key] = resolve(key, "hub", task)
+        else:
+            out[key] = _fetch(f, Path(to) / f.repo.split("/")[-1], task)
+    if isinstance(task_or_keys, str):
+        out.update(_download_extras(task, None if to is None else Path(to)))
+    return out
 
-        dest = Path(to) / f.repo.split("/")[-1]
-        try:
-            out[key] = Path(hf_hub_download(f.repo, f.path, local_dir=str(dest)))
-        except Exception as e:  # noqa: BLE001
-            raise HubError(f"cannot fetch {f.repo}:{f.path} from the Hugging Face Hub ({type(e).__name__}); check the network or HF_ENDPOINT") from None
+
+def _download_extras(task: str, to: Optional[Path]) -> Dict[str, Path]:
+    import shutil
+
+    out = {}
+    for name in W2V_BERT_FILES:
+        f = OfficialFile(W2V_BERT_REPO, name, "ssl")
+        if to is None:
+            out[f"w2v-bert-2.0/{name}"] = cached_file(f.repo, f.path) or _fetch(f, task=task)
+        else:
+            out[f"w2v-bert-2.0/{name}"] = _fetch(f, to / "w2v-bert-2.0", task)
+    from .models.ssl import official_stats_path
+
+    with quiet_hub():
+        stats = official_stats_path()
+    out["ssl_stats"] = stats
+    if task in PHONE_TASKS:
+        from .text.vocab import ENV_VAR, official_cache_file, official_vocab
+
+        official_vocab()  # checked: from $METIS_PHONE_VOCAB, the cache, or downloaded into it
+        out["phone_vocab"] = Path(os.environ[ENV_VAR]) if os.environ.get(ENV_VAR) else official_cache_file()
+    if to is not None:
+        for key, name in (("ssl_stats", "wav2vec2bert_stats.pt"), ("phone_vocab", "phone_vocab.json")):
+            if key in out:
+                shutil.copyfile(out[key], to / name)
+                out[key] = to / name
     return out
 
 

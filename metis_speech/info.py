@@ -1,4 +1,5 @@
-"""``metis info``: presets, the official file registry and parameter counts."""
+"""``metis info``: the model each task uses by default and why, presets, the official file
+registry and parameter counts."""
 
 from __future__ import annotations
 
@@ -37,7 +38,7 @@ def shipped_summary() -> str:
     m = read_manifest(d)
     size = sum(f.stat().st_size for f in d.rglob("*") if f.is_file())
     tasks = ", ".join(t for t in sorted(m["stage1"]) if t != "base")
-    lines = [f"shipped small model ('--model small', the default where it does the task): {d}",
+    lines = [f"shipped small model ('--model small'; the default where it does the task and the official weights are not cached): {d}",
              f"  tasks: {tasks}; preset {m.get('preset', '?')}; {size / 1e6:.1f} MB"]
     trained = m.get("training") or {}
     if trained.get("corpus"):
@@ -45,7 +46,24 @@ def shipped_summary() -> str:
     return "\n".join(lines)
 
 
+def model_choices() -> list:
+    """(task, one line: the model ``--model auto`` uses for it and why, or why there is none)."""
+    from .errors import MetisError
+    from .shipped import choose_source
+
+    out = []
+    for task in ("tts", "vc", "tse", "se", "omni", "l2s"):
+        try:
+            out.append((task, choose_source(task, "auto").line))
+        except MetisError as e:
+            out.append((task, f"none: {e}"))
+    return out
+
+
 def _cmd(args) -> int:
+    print("model per task (--model auto; nothing is downloaded):")
+    for task, line in model_choices():
+        print(f"  {task:5s} {line}")
     print(f"presets: {', '.join(list_presets())}")
     print(shipped_summary())
     print(f"\nparameter counts ({args.preset}):")
@@ -62,6 +80,6 @@ def _cmd(args) -> int:
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("info", help="list presets, official checkpoint files and parameter counts")
+    p = sub.add_parser("info", help="the model each task uses and why, presets, official checkpoint files, parameter counts")
     p.add_argument("--preset", default="official", help="preset whose parameter counts to print")
     p.set_defaults(func=_cmd)

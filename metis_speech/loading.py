@@ -97,16 +97,19 @@ def load_stage1(
     if task not in hub.TASKS:
         raise MetisError(f"unknown task {task!r}; choose one of {sorted(hub.TASKS)}")
     spec = hub.TASKS[task]
+    # every file first: a missing one fails before the network is built
+    base_path = hub.resolve(spec.weights, source)
+    adapter_path = hub.resolve(spec.adapter, source) if spec.adapter else None
+    lora_path = hub.resolve(spec.lora, source) if spec.lora else None
     cfg = load_preset(preset, spec.component)
     model = build_model(cfg, "cpu", empty=True)
-    base_path = hub.resolve(spec.weights, source)
-    if spec.adapter:
+    if adapter_path is not None:
         load_weights(model, base_path, allow_missing=[r"cond_adapter\."])
-        merge_adapter(model, hub.resolve(spec.adapter, source))
+        merge_adapter(model, adapter_path)
     else:
         load_weights(model, base_path)
-    if spec.lora:
-        merge_lora(model, hub.resolve(spec.lora, source), alpha=spec.lora_alpha, rank=spec.lora_rank)
+    if lora_path is not None:
+        merge_lora(model, lora_path, alpha=spec.lora_alpha, rank=spec.lora_rank)
     return _finish(model, device, dtype)
 
 

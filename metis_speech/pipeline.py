@@ -1,7 +1,7 @@
 """The Python API: one object per task, loading only the networks that task needs.
 
 >>> from metis_speech import Metis
->>> tts = Metis.from_pretrained("tts")                   # official weights (Hub or --model DIR)
+>>> tts = Metis.from_pretrained("tts")                   # auto: official weights if cached, else the shipped small model
 >>> out = tts.tts("Hello there.", prompt="ref.wav", prompt_text="This is my voice.")
 >>> out.save("hello.wav")                                # 24 kHz, the generated part only
 
@@ -36,14 +36,14 @@ import torch
 from .audio import load_audio, resample, save_audio
 from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
+from .hub import for_task
+from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check_inputs  # noqa: F401 - limits re-exported
+from .shipped import Choice, choose_source
+from .sources import ModelSource
 
 __all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "pick_device"]
 
 AudioInput = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
-
-MIN_PROMPT_S = 1.0
-MAX_PROMPT_S = 30.0
-MAX_TARGET_S = 300.0
 
 
 @dataclass
@@ -122,136 +122,10 @@ _NEEDS = {
 }
 
 
-# facebook/w2v-bert-2.0's architecture (for random-weight benchmarks without the Hub)
-W2V_BERT_2_ARCH = dict(
-    hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, intermediate_size=4096,
-    feature_projection_input_dim=160, conv_depthwise_kernel_size=31, position_embeddings_type="relative_key",
-    left_max_position_embeddings=64, right_max_position_embeddings=8, hidden_act="swish", layer_norm_eps=1e-5,
-    layerdrop=0.0, apply_spec_augment=False, add_adapter=False, vocab_size=None,
-)
-
-
-class _Sources:
-    """Where each network comes from: official files (Hub or a local copy) or a bundle."""
-
-    def __init__(self, source: Union[str, os.PathLike], ssl_source: Optional[str], stats: Optional[str], phone_vocab):
-        from . import bundle
-
-        self.source = source
-        # "random:<preset>": randomly initialised networks of a preset (speed/memory benchmarks)
-        self.random_preset = str(source)[len("random:"):] if str(source).startswith("random:") else None
-        self.is_bundle = str(source) != "hub" and self.random_preset is None and bundle.is_bundle(source)
-        self.manifest = bundle.read_manifest(source) if self.is_bundle else None
-        self.ssl_source = ssl_source
-        self.stats = stats
-        self.phone_vocab = phone_vocab
-
-    def _bundle_dir(self, name: str) -> Path:
-        comps = self.manifest["components"]
-        if name not in comps:
-            raise MetisError(f"{self.source}: the bundle has no {name} network")
-        return Path(self.source) / comps[name]
-
-    def _random(self, component: str, device, dtype):
-        from .config import load_preset
-        from .loading import build_model
-
-        model = build_model(load_preset(self.random_preset, component), device)
-        with torch.no_grad():
-            for m in model.modules():
-                if hasattr(m, "gate_scale"):
-                    m.gate_scale.fill_(1.0)
-        return model.to(dtype).eval()
-
-    def stage1(self, task: str, device, dtype):
-        from .bundle import STAGE1_COMPONENT
-        from .loading import load_checkpoint, load_stage1
-
-        if self.random_preset:
-            return self._random(STAGE1_COMPONENT[task], device, dtype)
-        if self.is_bundle:
-            sub = self.manifest["stage1"].get(task)
-            if sub is None:
-                raise MetisError(f"{self.source}: the bundle has no stage-1 model for task {task!r} "
-                                 f"(it has: {sorted(self.manifest['stage1'])})")
-            return load_checkpoint(Path(self.source) / sub, device, dtype)
-        return load_stage1(task, self.source, device, dtype)
-
-    def component(self, name: str, device, dtype):
-        from .loading import load_checkpoint, load_component
-
-        if self.random_preset:
-            return self._random(name, device, dtype)
-        if self.is_bundle:
-            if name == "s2a_1layer" and "s2a_1layer" not in self.manifest["components"]:
-                return None
-            return load_checkpoint(self._bundle_dir(name), device, dtype)
-        return load_component(name, self.source, device, dtype)
-
-    def ssl(self, device, dtype):
-        from .bundle import load_ssl
-        from .config import load_preset
-        from .models.ssl import SSLFeatureExtractor
-
-        if self.is_bundle:
-            return load_ssl(self._bundle_dir("ssl"), device, dtype)
-        if self.random_preset:
-            cfg = load_preset(self.random_preset, "ssl")
-            if cfg.model_config is None:  # the w2v-BERT 2.0 architecture, random weights
-                cfg = replace(cfg, model_id="random", model_config=W2V_BERT_2_ARCH)
-            ext = SSLFeatureExtractor.from_config(cfg, stats=None)
-            g = torch.Generator().manual_seed(0)
-            ext.set_stats(torch.randn(cfg.hidden_size, generator=g) * 0.1, torch.rand(cfg.hidden_size, generator=g) + 0.5)
-            ext = ext.to(device)
-            ext.set_stats(ext.stat_mean, ext.stat_var)
-            ext.model.to(dtype)
-            return ext.eval()
-        cfg = load_preset("official", "ssl")
-        if self.ssl_source:
-            cfg = replace(cfg, model_id=str(self.ssl_source))
-        elif str(self.source) != "hub":
-            local = Path(self.source) / "w2v-bert-2.0"
-            if local.is_dir():
-                cfg = replace(cfg, model_id=str(local))
-        if self.stats:
-            cfg = replace(cfg, stats=str(self.stats))
-        elif str(self.source) != "hub":
-            for cand in ("wav2vec2bert_stats.pt", "stats"):
-                if (Path(self.source) / cand).exists():
-                    cfg = replace(cfg, stats=str(Path(self.source) / cand))
-                    break
-        ext = SSLFeatureExtractor.from_config(cfg).to(device)
-        if ext.stat_mean is not None:
-            ext.set_stats(ext.stat_mean, ext.stat_var)
-        ext.model.to(dtype)
-        return ext.eval()
-
-    def visual(self, device, dtype):
-        from .loading import load_checkpoint
-
-        if self.random_preset:
-            return self._random("visual_encoder", device, dtype)
-        if not self.is_bundle:
-            raise MetisError(
-                "lip-to-speech needs a visual encoder, and the reference never published one; use a bundle "
-                "that holds one (trained with this project) as the model source"
-            )
-        return load_checkpoint(self._bundle_dir("visual"), device, dtype)
-
-    def phone_tokenizer(self):
-        from .text import PhoneTokenizer
-
-        if self.phone_vocab is not None:
-            return PhoneTokenizer(self.phone_vocab)
-        if self.is_bundle and self.manifest.get("phone_vocab"):
-            return PhoneTokenizer(str(Path(self.source) / self.manifest["phone_vocab"]))
-        return PhoneTokenizer("official")
-
-
 class Metis:
     """One task of Metis, ready to run. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, task: str, sources: _Sources, device: torch.device, dtype: torch.dtype, lazy: bool = False):
+    def __init__(self, task: str, sources: ModelSource, device: torch.device, dtype: torch.dtype, lazy: bool = False):
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
         self.task = task
@@ -260,6 +134,7 @@ class Metis:
         self._src = sources
         self._nets: Dict[str, Any] = {}
         self.defaults = DEFAULTS[task]
+        self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
             self.load_all()
 
@@ -278,39 +153,47 @@ class Metis:
     ) -> "Metis":
         """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
 
-        ``source``: ``"auto"`` (default: the small model shipped in the package for the
-        tasks it was trained for, else the official weights), ``"small"`` (the shipped
-        model), ``"hub"`` (official weights, downloaded and cached), a local directory with
-        the official files (as ``metis download TASK --to DIR`` writes), or a metis-speech
-        bundle directory (the project's own models); see :mod:`metis_speech.shipped`. Only
-        the networks the task needs are loaded; ``lazy=True`` defers loading to first use.
+        ``source``: ``"auto"`` (default: the official weights when they are all in the
+        Hugging Face cache, else the small model shipped in the package for the tasks it was
+        trained for, else an error naming the options; never a download), ``"small"`` (the
+        shipped model), ``"hub"`` (official weights, downloaded and cached), a local directory
+        with the official files (as ``metis download TASK --to DIR`` writes), or a
+        metis-speech bundle directory (the project's own models); see
+        :mod:`metis_speech.shipped`. ``model.choice.line`` says which model it is and why.
+        Only the networks the task needs are loaded; ``lazy=True`` defers loading to first
+        use, and the task methods check their inputs before loading anything.
         """
-        from .shipped import resolve_source
-
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
-        source = resolve_source(task, source)
+        choice = source if isinstance(source, Choice) else choose_source(task, source)
+        source = choice.source
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
-        return cls(task, _Sources(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy)
+        model = cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy=True)
+        model.choice = choice
+        return model if lazy else model.load_all()
 
     def _net(self, name: str):
         if name not in self._nets:
-            dev, dt = self.device, self.dtype
-            if name == "stage1":
-                self._nets[name] = self._src.stage1(self.task, dev, dt)
-            elif name == "ssl":
-                self._nets[name] = self._src.ssl(dev, dt)
-            elif name == "visual":
-                self._nets[name] = self._src.visual(dev, dt)
-            elif name == "phones":
-                self._nets[name] = self._src.phone_tokenizer()
-            elif name == "s2a":
-                self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
-                self._nets[name] = self._src.component("s2a_full", dev, dt)
-            else:
-                self._nets[name] = self._src.component(name, dev, dt)
+            with for_task(self.task):  # fetch errors name this task in their advice
+                self._load(name)
         return self._nets[name]
+
+    def _load(self, name: str) -> None:
+        dev, dt = self.device, self.dtype
+        if name == "stage1":
+            self._nets[name] = self._src.stage1(self.task, dev, dt)
+        elif name == "ssl":
+            self._nets[name] = self._src.ssl(dev, dt)
+        elif name == "visual":
+            self._nets[name] = self._src.visual(dev, dt)
+        elif name == "phones":
+            self._nets[name] = self._src.phone_tokenizer()
+        elif name == "s2a":
+            self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
+            self._nets[name] = self._src.component("s2a_full", dev, dt)
+        else:
+            self._nets[name] = self._src.component(name, dev, dt)
 
     def load_all(self) -> "Metis":
         self._net("stage1")
@@ -471,16 +354,17 @@ class Metis:
         durs = [duration] * len(texts) if duration is None or isinstance(duration, (int, float)) else list(duration)
         if not (len(prompts) == len(ptexts) == len(texts) == len(durs)):
             raise MetisError("text, prompt, prompt_text and duration lists must have the same length")
+        for t, p, pt, d in zip(texts, prompts, ptexts, durs):  # before any network is loaded
+            if pt is None:
+                raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
+            check_inputs("tts", {"text": t, "prompt": p, "prompt_text": pt, "duration": d},
+                         language=language, prompt_language=prompt_language)
         tok = self._net("phones")
         # split every text into sentence pieces; remember which output each piece belongs to
         from .text import split_sentences as splitter
 
         pieces, owner = [], []
         for i, t in enumerate(texts):
-            if not isinstance(t, str) or not t.strip():
-                raise MetisError("text is empty; give the words to speak")
-            if ptexts[i] is None or not str(ptexts[i]).strip():
-                raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
             parts = splitter(t, language, max_sentence_chars) if (split_sentences and durs[i] is None) else [t]
             for p in parts:
                 pieces.append(p)
@@ -521,8 +405,8 @@ class Metis:
         spf = int(round(ssl_sr / self.frame_rate))  # samples per frame at the SSL rate (320)
         srcs = [self._read(s, ssl_sr, what) for s in sources]
         for s in srcs:
-            if len(s) / ssl_sr > MAX_TARGET_S:
-                raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_TARGET_S:.0f} s")
+            if len(s) / ssl_sr > MAX_INPUT_S:
+                raise AudioError(f"{what} is {len(s) / ssl_sr:.0f} s long; the limit is {MAX_INPUT_S:.0f} s")
             if len(s) < 2 * spf:
                 raise AudioError(f"{what} is too short to process ({len(s) / ssl_sr * 1000:.0f} ms)")
         B = len(srcs)
@@ -588,6 +472,8 @@ class Metis:
         single = not isinstance(source, list)
         sources = [source] if single else source
         prompts = _broadcast(prompt, len(sources))
+        for s, p in zip(sources, prompts):
+            check_inputs("vc", {"source": s, "prompt": p})
         out = self._speech_conditioned(sources, prompts, "source", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
 
@@ -595,12 +481,14 @@ class Metis:
         """The speech of the ``prompt``'s speaker alone, out of ``mixture``. ``text`` (omni
         models only) is the target speaker's transcript: text-guided extraction."""
         self._require("tse", "omni")
-        if text is not None and not self._net("stage1").cfg.use_phone_cond:
-            raise MetisError("text-guided extraction needs the omni model (Metis.from_pretrained('omni'))")
         single = not isinstance(mixture, list)
         mixtures = [mixture] if single else mixture
         prompts = _broadcast(prompt, len(mixtures))
         texts = None if text is None else ([text] * len(mixtures) if isinstance(text, str) else list(text))
+        for i, (m, p) in enumerate(zip(mixtures, prompts)):
+            check_inputs("tse", {"mixture": m, "prompt": p, "text": texts[i] if texts is not None else None})
+        if text is not None and not self._net("stage1").cfg.use_phone_cond:
+            raise MetisError("text-guided extraction needs the omni model (Metis.from_pretrained('omni'))")
         out = self._speech_conditioned(mixtures, prompts, "mixture", steps, guidance, temperature, seed, texts, s2a_steps)
         return out[0] if single else out
 
@@ -609,6 +497,8 @@ class Metis:
         self._require("se", "omni")
         single = not isinstance(noisy, list)
         items = [noisy] if single else noisy
+        for x in items:
+            check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
 
@@ -621,6 +511,8 @@ class Metis:
         single = not isinstance(video, list)
         videos = [video] if single else video
         prompts = _broadcast(prompt, len(videos))
+        for v, p in zip(videos, prompts):
+            check_inputs("l2s", {"video": v, "prompt": p})
         _, p_sems, p_codes = self._prompts(prompts)
         vis = self._net("visual")
         conds, lens = [], []

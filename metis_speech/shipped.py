@@ -7,24 +7,34 @@ listed in its ``metis.json``; the official weights do all of them at far higher 
 
 Model sources accepted by :meth:`metis_speech.Metis.from_pretrained` and ``--model``:
 
-``auto`` (default)  the shipped small model for the tasks it was trained for, else ``hub``
+``auto`` (default)  the official weights when every file the task needs is already in the
+                    Hugging Face cache (``metis download TASK`` puts them there), else the
+                    shipped small model when it does the task, else a one-line error naming
+                    the options; it never downloads
 ``small``           the shipped small model (an error names the tasks it has)
 ``hub``             the official weights from the Hugging Face Hub (downloaded, cached)
-a directory         official files (``metis download``) or a bundle
+a directory         official files (``metis download TASK --to DIR``) or a bundle
 ``random:PRESET``   random weights (benchmarks)
+
+:func:`choose_source` returns the choice with one line saying which model and why.
 """
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import List, Optional, Union
 
+from . import hub
 from .errors import MetisError
 
-__all__ = ["SMALL_MODEL_DIR", "small_model_dir", "small_model_tasks", "resolve_source"]
+__all__ = ["SMALL_MODEL_DIR", "Choice", "choose_source", "small_model_dir", "small_model_tasks", "resolve_source"]
 
 SMALL_MODEL_DIR = Path(__file__).resolve().parent / "assets" / "small"
+
+NO_OFFICIAL_WEIGHTS = {"l2s": "the official release has no visual encoder"}
+"""Tasks the official weights alone cannot run, and why (``auto`` never picks them for these)."""
 
 
 def small_model_dir() -> Optional[Path]:
@@ -35,25 +45,89 @@ def small_model_dir() -> Optional[Path]:
 
 
 def small_model_tasks() -> List[str]:
-    """The tasks the shipped small model has a stage-1 network for (empty if not installed)."""
+    """The tasks the shipped small model has a stage-1 network for, read from its
+    ``metis.json`` (empty if not installed); ``base`` (the unconditional model) is no task."""
     from .bundle import read_manifest
 
     d = small_model_dir()
-    return sorted(read_manifest(d)["stage1"]) if d is not None else []
+    return sorted(t for t in read_manifest(d)["stage1"] if t != "base") if d is not None else []
+
+
+@dataclass(frozen=True)
+class Choice:
+    """A resolved model source and the one line that says which model it is and why."""
+
+    source: Union[str, os.PathLike]
+    reason: str
+
+    @property
+    def line(self) -> str:
+        return f"model: {self.reason}"
+
+
+def _small(task: str, why: str) -> Choice:
+    return Choice(SMALL_MODEL_DIR, f"the small model shipped with metis-speech ({SMALL_MODEL_DIR}; tiny, trained on "
+                                   f"synthetic voices, not yet intelligible), {why}")
+
+
+def _describe_dir(path: Path) -> str:
+    from .bundle import is_bundle, read_manifest
+
+    if is_bundle(path):
+        m = read_manifest(path)
+        return f"the bundle {path} (preset {m.get('preset', '?')}; --model)"
+    return f"official files in {path} (--model)"
+
+
+def choose_source(task: str, source: Union[str, os.PathLike] = "auto") -> Choice:
+    """Resolve ``source`` for ``task`` without using the network (see the module docstring).
+
+    ``auto``: official weights already on this machine, else the shipped small model for the
+    tasks its ``metis.json`` lists, else a one-line :class:`MetisError` naming the options."""
+    s = str(source)
+    if s == "hub":
+        report = hub.official_cache(task) if task in hub.TASKS else None
+        how = ("all in the Hugging Face cache" if report is not None and report.complete
+               else "downloaded from the Hugging Face Hub where not cached")
+        return Choice("hub", f"the official weights (--model hub; {how})")
+    if s.startswith("random:"):
+        return Choice(source, f"random weights of preset {s[len('random:'):]} (--model {s}; for speed and memory measurements)")
+    if s not in ("auto", "small"):
+        return Choice(source, _describe_dir(Path(source)))
+    have = small_model_tasks()
+    if s == "small":
+        if not have:
+            raise MetisError(f"the shipped small model is not in this installation ({SMALL_MODEL_DIR}); "
+                             "use --model hub (official weights) or a bundle directory")
+        if task not in have:
+            raise MetisError(f"the shipped small model does not do {task!r} (it does: {', '.join(have)}); "
+                             "use --model hub for the official weights")
+        return _small(task, "as asked (--model small)")
+    # auto
+    report = hub.official_cache(task) if task in hub.TASKS and task not in NO_OFFICIAL_WEIGHTS else None
+    if report is not None and report.complete:
+        return Choice("hub", f"the official weights, found complete in the Hugging Face cache ({hub.hub_cache_dir()}; "
+                             "--model auto uses them without the network)")
+    if task in have:
+        if report is None:
+            why = f"the default for {task} ({NO_OFFICIAL_WEIGHTS.get(task, 'no official weights for it')})"
+        else:
+            why = (f"the default because the official {task} weights are not on this machine "
+                   f"({len(report.missing)} of {len(report.present) + len(report.missing)} files missing; "
+                   f"`metis download {task}` or --model hub fetches them)")
+        return _small(task, why)
+    small = (f"the shipped small model does not do {task} (it does: {', '.join(have)})" if have
+             else "the shipped small model is not in this installation")
+    if report is None:
+        official = f"the official release cannot run {task} ({NO_OFFICIAL_WEIGHTS.get(task, 'unknown task')})"
+        options = "pass a bundle that holds it (--model DIR)"
+    else:
+        official = f"the official {task} weights are not on this machine ({len(report.missing)} files missing)"
+        options = (f"use --model hub to download them, or `metis download {task} --to DIR` on a connected "
+                   f"machine and --model DIR")
+    raise MetisError(f"no model for {task} here: {official} and {small}; {options}")
 
 
 def resolve_source(task: str, source: Union[str, os.PathLike]) -> Union[str, os.PathLike]:
     """Turn ``auto`` / ``small`` into a directory or ``hub``; other sources pass unchanged."""
-    s = str(source)
-    if s not in ("auto", "small"):
-        return source
-    have = small_model_tasks()
-    if s == "auto":
-        return SMALL_MODEL_DIR if task in have else "hub"
-    if not have:
-        raise MetisError(f"the shipped small model is not in this installation ({SMALL_MODEL_DIR}); "
-                         "use --model hub (official weights) or a bundle directory")
-    if task not in have:
-        raise MetisError(f"the shipped small model does not do {task!r} (it does: {', '.join(have)}); "
-                         "use --model hub for the official weights")
-    return SMALL_MODEL_DIR
+    return choose_source(task, source).source

@@ -51,9 +51,10 @@ _HELP = {
 def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     g = p.add_argument_group("model and decoding")
     g.add_argument("--model", default="auto",
-                   help="weights: 'auto' (default: the small model shipped with the package where it does the task, "
-                        "else hub), 'small' (the shipped model), 'hub' (official, downloaded and cached), a directory "
-                        "with the official files, or a metis-speech bundle directory")
+                   help="weights: 'auto' (default: the official weights when they are all in the Hugging Face cache, "
+                        "else the small model shipped with the package where it does the task; never downloads), "
+                        "'small' (the shipped model), 'hub' (official, downloaded and cached), a directory "
+                        "with the official files (metis download TASK --to DIR), or a metis-speech bundle directory")
     if task == "tse":
         g.add_argument("--omni", action="store_true", help="use the omni model (needed for --text)")
     g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first available)")
@@ -149,45 +150,43 @@ def _items(args, task: str) -> List[Dict]:
         if missing:
             where = f"item {i + 1}: " if args.batch else ""
             raise MetisError(f"{where}missing {', '.join('--' + m.replace('_', '-') for m in missing)}")
-        for f in ("prompt", "source", "mixture", "input", "video"):
-            if f in item and not Path(item[f]).is_file():
-                raise MetisError(f"{item[f]}: no such file (--{f})")
-        if "text" in item and not str(item["text"]).strip():
-            raise MetisError("--text is empty; give the words to speak")
-        if task == "tts" and "duration" in item and item["duration"] is not None:
-            d = float(item["duration"])
-            if not 0 < d <= 300:
-                raise MetisError(f"--duration must be between 0 and 300 seconds, got {d:g}")
     return items
 
 
-def _describe(source) -> str:
-    from .shipped import SMALL_MODEL_DIR
+def check_items(task: str, items: List[Dict], batch: bool) -> None:
+    """Every item's inputs (files, audio, video, text, duration), before any model is chosen."""
+    from .inputs import check_inputs
 
-    if str(source) == "hub":
-        return "the official weights from the Hugging Face Hub"
-    if Path(source) == SMALL_MODEL_DIR:
-        return "the small model shipped with metis-speech (tiny, trained on synthetic voices; --model hub for the official weights)"
-    return str(source)
+    fields = TASK_FIELDS[task][0]
+    for i, item in enumerate(items):
+        where = f"item {item.get('id', i + 1)} " if batch else ""
+        names = {f: where + "--" + f.replace("_", "-") for f in fields}
+        language = item.get("language") or "auto"
+        check_inputs(task, item, names, language=language, prompt_language="auto")
 
 
 def _run(args) -> int:
-    from tqdm import tqdm
-
-    from .pipeline import Metis
-    from .shipped import resolve_source
+    from .shipped import choose_source
 
     task = args.task
     _validate_common(args)
     items = _items(args, task)
     s2a_steps = _s2a_steps(args.s2a_steps)
+    for item in items:
+        if item.get("crop_box") is not None:
+            _crop_box(item["crop_box"])
     load_task = "omni" if (task == "tse" and getattr(args, "omni", False)) else task
     if task == "tse" and any(i.get("text") for i in items) and load_task != "omni":
         raise MetisError("tse --text needs the omni model: add --omni")
-    source = resolve_source(load_task, args.model)
-    if str(args.model) in ("auto", "small"):
-        print(f"model: {_describe(source)} (--model chooses another)", file=sys.stderr)
-    model = Metis.from_pretrained(load_task, source, device=args.device, dtype=args.dtype,
+    check_items(task, items, bool(args.batch))  # bad input is refused before any model is chosen
+    choice = choose_source(load_task, args.model)
+    print(choice.line, file=sys.stderr)
+
+    from tqdm import tqdm
+
+    from .pipeline import Metis
+
+    model = Metis.from_pretrained(load_task, choice, device=args.device, dtype=args.dtype,
                                   ssl_model=args.ssl_model, ssl_stats=args.ssl_stats)
     common = dict(steps=args.steps, guidance=args.guidance, temperature=args.temperature, s2a_steps=s2a_steps)
     bs = max(1, int(args.batch_size))

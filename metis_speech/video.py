@@ -33,8 +33,6 @@ from pathlib import Path
 from typing import Optional, Sequence, Tuple, Union
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 
 from .errors import MetisError
 
@@ -44,6 +42,7 @@ __all__ = [
     "CROP_SIZE",
     "MAX_VIDEO_SECONDS",
     "read_video",
+    "probe_video",
     "find_mouth_boxes",
     "crop_mouths",
     "mouth_crops",
@@ -93,7 +92,8 @@ def _probe(path: Path) -> dict:
         "-of", "json", str(path),
     ])
     if proc.returncode != 0:
-        raise VideoError(f"{path}: not a readable video (corrupt or not a video file): {_last_line(proc.stderr)}")
+        why = _last_line(proc.stderr).replace(f"{path}: ", "")
+        raise VideoError(f"{path}: not a readable video (corrupt or not a video file): {why}")
     info = json.loads(proc.stdout or b"{}")
     streams = info.get("streams") or []
     if not streams or not streams[0].get("width"):
@@ -127,6 +127,31 @@ def _probe(path: Path) -> dict:
     duration = _num(s.get("duration")) or _num((info.get("format") or {}).get("duration"))
     rate = _rate(s.get("avg_frame_rate")) or _rate(s.get("r_frame_rate"))
     return {"width": w, "height": h, "duration": duration, "fps": rate}
+
+
+def probe_video(path: PathLike, what: str = "video", max_seconds: float = MAX_VIDEO_SECONDS) -> float:
+    """Check, quickly and without decoding it all, that ``path`` is a video with at least one
+    decodable frame and at most ``max_seconds`` long; returns its duration (0 when the file
+    does not say). ``what`` names the input in the one-line :class:`VideoError`."""
+    path = Path(path)
+    label = f"{what} {path}"
+    if not path.is_file():
+        raise VideoError(f"{label}: no such video file")
+    if path.stat().st_size == 0:
+        raise VideoError(f"{label}: the video file is empty (0 bytes)")
+    try:
+        info = _probe(path)
+    except VideoError as e:  # name the input when the message is about the file
+        raise VideoError(f"{what} {e}" if str(e).startswith(str(path)) else str(e)) from None
+    if info["duration"] is not None and info["duration"] > max_seconds:
+        raise VideoError(f"{label}: video is {info['duration']:.1f} s long, more than the limit of {max_seconds:g} s")
+    w, h = info["width"], info["height"]
+    proc = _run(["ffmpeg", "-v", "error", "-nostdin", "-i", str(path), "-map", "0:v:0", "-an", "-sn",
+                 "-frames:v", "1", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"])
+    if len(proc.stdout) < w * h * 3:
+        why = f": {_last_line(proc.stderr)}" if proc.returncode else ""
+        raise VideoError(f"{label}: the video has no frames that can be decoded{why}")
+    return float(info["duration"] or 0.0)
 
 
 def read_video(
@@ -361,6 +386,9 @@ def find_mouth_boxes(
 def crop_mouths(frames: np.ndarray, boxes: np.ndarray, size: int = CROP_SIZE, source: str = "video") -> np.ndarray:
     """Cut and resize the mouth squares: frames (N, h, w, 3) uint8, boxes (N, 3) -> (N, size, size)
     float32 grayscale in [0, 1]. Parts of a square outside the frame repeat the border pixels."""
+    import torch
+    import torch.nn.functional as F
+
     frames = _check_frames(frames, source)
     t, h, w = frames.shape[:3]
     gray = to_gray(frames) / 255.0

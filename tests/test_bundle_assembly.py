@@ -19,12 +19,12 @@ from metis_speech.bundle import (
     random_bundle,
     read_manifest,
     ssl_fingerprint,
-    ssl_from_source,
 )
 from metis_speech.cli import main
 from metis_speech.config import load_preset
 from metis_speech.errors import MetisError
 from metis_speech.loading import build_model, save_checkpoint
+from metis_speech.sources import ssl_from_source
 from metis_speech.training.codec_train import synthetic_audio
 from metis_speech.training.trainer import load_train_config, make_trainer
 from tests.conftest import torch_threads

@@ -33,6 +33,8 @@ from torch import nn
 from ..config import SSLConfig
 from ..errors import AudioError, CheckpointError, HubError
 from ..hashing import sha256_file
+from ..hub import OFFICIAL_STATS_COMMIT, OFFICIAL_STATS_SHA256, OFFICIAL_STATS_URL, official_stats_file  # noqa: F401
+from ..hubenv import offline
 
 __all__ = [
     "SSLFeatureExtractor",
@@ -44,12 +46,6 @@ __all__ = [
     "OFFICIAL_STATS_SHA256",
 ]
 
-OFFICIAL_STATS_COMMIT = "d3de90f02e7f1c7dbc24b04d52fe1b8ef438effe"
-OFFICIAL_STATS_URL = (
-    f"https://raw.githubusercontent.com/open-mmlab/Amphion/{OFFICIAL_STATS_COMMIT}"
-    "/models/tts/maskgct/ckpt/wav2vec2bert_stats.pt"
-)
-OFFICIAL_STATS_SHA256 = "c9c176c2b8850ab2e3ba828bbfa969deaf4566ce55db5f2687b8430b87526ad2"
 NPY_STATS_NAMES = (("w2vbert_layer17_mean.npy", "w2vbert_layer17_var.npy"), ("mean.npy", "var.npy"))
 # settings of facebook/w2v-bert-2.0's preprocessor_config.json, used when a model is built
 # from a config alone; the mel-bin count is derived from the model's input size
@@ -63,30 +59,16 @@ Waveforms = Union[torch.Tensor, np.ndarray, Sequence[Union[torch.Tensor, np.ndar
 # --------------------------------------------------------------------------- statistics
 
 
-def _stats_cache_dir() -> Path:
-    from huggingface_hub import constants
-
-    root = os.environ.get("HF_HUB_CACHE") or constants.HF_HUB_CACHE
-    return Path(root) / "metis_speech" / f"amphion-{OFFICIAL_STATS_COMMIT[:12]}"
-
-
-def _offline() -> bool:
-    from huggingface_hub import constants
-
-    env = os.environ.get("HF_HUB_OFFLINE", "").strip().lower()
-    return env in ("1", "true", "yes", "on") or bool(constants.HF_HUB_OFFLINE)
-
-
 def official_stats_path() -> Path:
     """Path of the official statistics file, downloaded once (sha256-checked) into the HF cache."""
-    target = _stats_cache_dir() / "wav2vec2bert_stats.pt"
+    target = official_stats_file()
     if target.is_file() and sha256_file(target) == OFFICIAL_STATS_SHA256:
         return target
     hint = (
         "pass a local copy instead (e.g. stats='<shared>/parity/stats', a directory with "
         "w2vbert_layer17_{mean,var}.npy, or a .pt/.npz file)"
     )
-    if _offline():
+    if offline():
         raise HubError(f"cannot download the official w2v-BERT statistics from {OFFICIAL_STATS_URL} (offline mode); {hint}")
     try:
         with urllib.request.urlopen(OFFICIAL_STATS_URL, timeout=DOWNLOAD_TIMEOUT_S) as resp:

@@ -13,14 +13,23 @@ splitting it into two separately read halves; line breaks act as spaces.
 
 Back ends are created lazily, one per language, so a missing voice only breaks the language
 that needs it (the reference builds all six at import time and fails on any missing one).
+
+The espeak-ng library (:func:`library`): one configured for phonemizer
+(``PHONEMIZER_ESPEAK_LIBRARY`` or ``EspeakWrapper.set_library``), else the system's
+(``apt-get install espeak-ng``, ``brew install espeak-ng``), else the one the
+``espeakng-loader`` pip package ships with its voice data (a dependency, so ``pip install``
+alone makes every espeak language work).
 """
 
 from __future__ import annotations
 
+import ctypes.util
 import logging
+import os
 import re
 import threading
-from typing import Dict, List
+from dataclasses import dataclass
+from typing import Dict, List, Optional
 
 from .errors import BackendUnavailableError
 
@@ -47,6 +56,72 @@ _quiet = logging.getLogger("metis_speech.text.phonemizer")
 _quiet.setLevel(logging.ERROR)
 
 
+@dataclass(frozen=True)
+class Library:
+    """The espeak-ng library phonemizer uses: ``kind`` is ``configured``, ``system``, ``pip``
+    (the espeakng-loader package) or ``missing``; ``path`` the library (and ``data`` its voice
+    data folder when it is not the library's built-in one)."""
+
+    kind: str
+    path: str = ""
+    data: str = ""
+
+    def describe(self) -> str:
+        if self.kind == "missing":
+            return "espeak-ng: not found (neither a system library nor the espeakng-loader package)"
+        where = {"configured": "configured for phonemizer", "system": "system library",
+                 "pip": "from the espeakng-loader package"}[self.kind]
+        return f"espeak-ng: {where} ({self.path})"
+
+
+_library: Optional[Library] = None
+_SYSTEM_NAMES = ("espeak-ng", "espeak", "libespeak-ng")
+
+
+def _find_library() -> Library:
+    from phonemizer.backend.espeak.wrapper import EspeakWrapper
+
+    configured = getattr(EspeakWrapper, "_ESPEAK_LIBRARY", None) or os.environ.get("PHONEMIZER_ESPEAK_LIBRARY")
+    if configured:
+        return Library("configured", str(configured))
+    for name in _SYSTEM_NAMES:
+        found = ctypes.util.find_library(name)
+        if found:
+            return Library("system", found)
+    try:
+        import espeakng_loader
+    except ImportError:
+        return Library("missing")
+    try:
+        lib, data = espeakng_loader.get_library_path(), espeakng_loader.get_data_path()
+    except Exception:  # noqa: BLE001 - a broken install counts as absent
+        return Library("missing")
+    if not os.path.isfile(lib):
+        return Library("missing")
+    EspeakWrapper.set_library(lib)
+    EspeakWrapper.set_data_path(data)
+    return Library("pip", lib, data)
+
+
+def library() -> Library:
+    """The espeak-ng library phonemizer will use here, chosen once (see the module docstring).
+
+    Choosing the pip-shipped one points phonemizer at it (``EspeakWrapper.set_library`` and
+    ``set_data_path``); a system library is left to phonemizer's own lookup."""
+    global _library
+    with _lock:
+        if _library is None:
+            try:
+                _library = _find_library()
+            except ImportError:  # phonemizer itself is missing; backend() says so
+                return Library("missing")
+        return _library
+
+
+def _install_hint() -> str:
+    return "pip install espeakng-loader (or apt-get install espeak-ng)"
+
+
 def clean_for_espeak(text: str, keep_contractions: bool = True) -> str:
     """The reference's pre-phonemizer clean-up of one line (see module docstring)."""
     text = text.strip()
@@ -69,23 +144,27 @@ def backend(language: str):
     with _lock:
         if language in _backends:
             return _backends[language]
-        try:
-            from phonemizer.backend import EspeakBackend
-        except ImportError:
-            raise BackendUnavailableError(
-                f"language {language!r} needs the phonemizer package; pip install phonemizer (and apt-get install espeak-ng)"
-            ) from None
+    try:
+        from phonemizer.backend import EspeakBackend
+    except ImportError:
+        raise BackendUnavailableError(
+            f"language {language!r} needs the phonemizer package; pip install phonemizer espeakng-loader"
+        ) from None
+    lib = library()
+    with _lock:
+        if language in _backends:
+            return _backends[language]
         try:
             supported = EspeakBackend.is_supported_language(voice)
         except RuntimeError as e:  # the espeak-ng shared library itself is missing
             raise BackendUnavailableError(
                 f"language {language!r} needs espeak-ng, which is not usable here "
-                f"({str(e).splitlines()[0]}); apt-get install espeak-ng"
+                f"({str(e).splitlines()[0]}); {_install_hint()}"
             ) from None
         if not supported:
             raise BackendUnavailableError(
-                f"espeak-ng has no voice {voice!r} for language {language!r}; install the full "
-                f"espeak-ng data (apt-get install espeak-ng) or use another language"
+                f"espeak-ng ({lib.kind}) has no voice {voice!r} for language {language!r}; install the full "
+                f"espeak-ng data ({_install_hint()}) or use another language"
             )
         engine = EspeakBackend(
             voice,
@@ -141,6 +220,14 @@ def available(language: str) -> bool:
 
 
 def reset() -> None:
-    """Forget the cached back ends (tests, or after installing a voice)."""
+    """Forget the cached back ends and the library choice (tests, or after installing a voice
+    or library)."""
+    global _library
     with _lock:
         _backends.clear()
+        if _library is not None and _library.kind == "pip":  # undo what library() configured
+            from phonemizer.backend.espeak.wrapper import EspeakWrapper
+
+            EspeakWrapper.set_library(None)
+            EspeakWrapper.set_data_path(None)
+        _library = None

@@ -127,13 +127,15 @@ def sha256_of(path: PathLike) -> str:
 
 def default_cache_dir() -> Path:
     """``<huggingface hub cache>/metis_speech`` (respects HF_HOME / HF_HUB_CACHE)."""
-    try:
-        from huggingface_hub import constants
+    from ..hubenv import metis_cache_dir
 
-        base = Path(constants.HF_HUB_CACHE)
-    except Exception:  # noqa: BLE001 - huggingface_hub absent or too old: its default place
-        base = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface")) / "hub"
-    return base / "metis_speech"
+    return metis_cache_dir()
+
+
+def official_cache_file(cache_dir: Optional[PathLike] = None) -> Path:
+    """Where the downloaded official vocabulary is kept."""
+    base = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    return base / f"amphion-g2p-{OFFICIAL_COMMIT[:12]}" / "vocab.json"
 
 
 def _how_to_pass() -> str:
@@ -168,12 +170,14 @@ def official_vocab(
             )
         return _checked(PhoneVocab.from_json(p, name="official"), p)
 
-    cached = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-    cached = cached / f"amphion-g2p-{OFFICIAL_COMMIT[:12]}" / "vocab.json"
+    cached = official_cache_file(cache_dir)
     if cached.is_file() and sha256_of(cached) == OFFICIAL_SHA256:
         return _checked(PhoneVocab.from_json(cached, name="official"), cached)
-    if not download:
-        raise HubError(f"official phone vocabulary not in the cache ({cached}); {_how_to_pass()}")
+    from ..hubenv import offline
+
+    if not download or offline():
+        why = "HF_HUB_OFFLINE is set" if download else "downloading is off"
+        raise HubError(f"official phone vocabulary not in the cache ({cached}) and {why}; {_how_to_pass()}")
 
     try:
         with urllib.request.urlopen(OFFICIAL_URL, timeout=timeout) as r:  # noqa: S310 - fixed https URL

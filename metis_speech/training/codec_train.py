@@ -260,8 +260,9 @@ class SemanticCodecTrainer(LoopTrainer):
     def _ssl(self):
         """The SSL front end of ``objective.ssl_source`` (else a random one from the preset),
         and its record for ``final/ssl.json``."""
-        from ..bundle import ssl_fingerprint, ssl_from_source
+        from ..bundle import ssl_fingerprint
         from ..models.ssl import SSLFeatureExtractor
+        from ..sources import ssl_from_source
 
         src = self.cfg.objective.get("ssl_source")
         if src is None:

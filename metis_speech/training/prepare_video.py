@@ -45,7 +45,7 @@ import torch
 
 from ..errors import MetisError
 from ..hashing import sha256_file
-from .prepare import COND_DTYPES, PrepareConfig, _fit, _Skip, _Worker
+from .prepare_worker import COND_DTYPES, PrepareConfig, _fit, _Skip, _Worker
 from .prepare_io import Item
 from .task_data import item_rng
 
@@ -109,7 +109,7 @@ def mouth_method(it: Item) -> Union[str, Tuple[float, float, float, float]]:
 
 
 class VideoWorker(_Worker):
-    """:class:`~.prepare._Worker` for the video tasks: + mouth crops, + visual features (l2s)."""
+    """:class:`~.prepare_worker._Worker` for the video tasks: + mouth crops, + visual features (l2s)."""
 
     def __init__(self, cfg: PrepareConfig, items: Dict[str, Item], partners: Dict[str, dict]):
         from ..video import CROP_SIZE, FPS

@@ -52,20 +52,51 @@ def test_shipped_model_is_installed_small_and_shippable():
     assert m["training"]["budget"] and m["random"] is False
 
 
-def test_readme_first_command_makes_speech(tmp_path):
-    """`metis tts` with the default model and the example prompt, as the README runs it."""
+# the README's first command run by a Python that cannot find a system espeak-ng library:
+# ctypes' lookup (which phonemizer uses) answers None for every espeak name
+HIDE_SYSTEM_ESPEAK = """
+import ctypes.util, os, sys
+os.environ.pop("PHONEMIZER_ESPEAK_LIBRARY", None)
+real = ctypes.util.find_library
+ctypes.util.find_library = lambda name: None if "espeak" in name else real(name)
+from metis_speech.cli import main
+from metis_speech.text import espeak
+rc = main(sys.argv[1:])
+print("espeak-ng used:", espeak.library().kind, file=sys.stderr)
+sys.exit(rc)
+"""
+
+
+def _readme_first_command(tmp_path, text, hide_system_espeak=False):
     out = tmp_path / "hello.wav"
-    text = "Hello! This voice was made by a small Metis model, trained on a laptop-sized corpus."
-    r = subprocess.run([sys.executable, "-m", "metis_speech", "tts", "--text", text, "--prompt", str(PROMPT),
-                        "--prompt-text", PROMPT_TEXT, "--out", str(out)], capture_output=True, text=True, timeout=600)
+    cmd = [sys.executable] + (["-c", HIDE_SYSTEM_ESPEAK] if hide_system_espeak else ["-m", "metis_speech"])
+    r = subprocess.run(cmd + ["tts", "--text", text, "--prompt", str(PROMPT), "--prompt-text", PROMPT_TEXT,
+                              "--out", str(out), "--model", "small"], capture_output=True, text=True, timeout=600)
     assert r.returncode == 0, r.stderr
-    assert "small model shipped with metis-speech" in r.stderr
+    assert "model: the small model shipped with metis-speech" in r.stderr
+    return out, r.stderr
+
+
+def test_readme_first_command_makes_speech(tmp_path):
+    """`metis tts` with the shipped model and the example prompt, as the README runs it."""
+    text = "Hello! This voice was made by a small Metis model, trained on a laptop-sized corpus."
+    out, _ = _readme_first_command(tmp_path, text)
     wav, sr = sf.read(str(out))
     assert sr == 24000
     # about the prompt's speaking rate (4.5 s for 72 characters), not silence
     expected = len(text) / len(PROMPT_TEXT) * sf.info(str(PROMPT)).duration
     assert 0.5 * expected < len(wav) / sr < 2.0 * expected
     assert np.sqrt(np.mean(wav**2)) > 0.005
+
+
+def test_readme_first_command_needs_no_system_espeak(tmp_path):
+    """pip alone sets it up: with no system espeak-ng library the text front end takes the
+    one the espeakng-loader package ships, and the first command still makes speech."""
+    text = "Hello, this is a small Metis speaking."
+    out, err = _readme_first_command(tmp_path, text, hide_system_espeak=True)
+    assert "espeak-ng used: pip" in err
+    wav, sr = sf.read(str(out))
+    assert sr == 24000 and len(wav) / sr > 0.5 and np.sqrt(np.mean(wav**2)) > 0.005
 
 
 def long_speech(tmp_path: Path, seconds: float, sr: int = 16000) -> np.ndarray:
@@ -99,7 +130,7 @@ def test_long_se_stays_steady_across_windows(tmp_path):
     rng = np.random.default_rng(0)
     noise = rng.standard_normal(clean.size).astype(np.float32)
     noise *= np.sqrt(np.mean(clean**2) / np.mean(noise**2)) * 10 ** (-10 / 20)  # 10 dB SNR
-    se = Metis.from_pretrained("se", device="cpu")
+    se = Metis.from_pretrained("se", "small", device="cpu")
     bounds = window_boundaries_s(seconds, se.window_s, se.frame_rate)
     assert len(bounds) == 2
     out = se.se((clean + noise, sr), seed=0)

@@ -7,6 +7,12 @@ from metis_speech.bundle import random_bundle
 from metis_speech.errors import MetisError
 
 
+@pytest.fixture(autouse=True)
+def empty_hub_cache(tmp_path, monkeypatch):
+    """No official weights on disk (the real cache of this machine must not decide)."""
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
 @pytest.fixture
 def stand_in(tmp_path, monkeypatch, shared_dir):
     d = random_bundle(tmp_path / "small", tasks=("tts", "se"), phone_vocab=shared_dir / "g2p" / "vocab.json")
@@ -18,7 +24,8 @@ def test_auto_takes_the_shipped_model_where_it_does_the_task(stand_in):
     assert shipped.small_model_tasks() == ["se", "tts"]
     assert shipped.resolve_source("tts", "auto") == stand_in
     assert shipped.resolve_source("se", "small") == stand_in
-    assert shipped.resolve_source("vc", "auto") == "hub"
+    with pytest.raises(MetisError, match=r"no model for vc here: .* \(it does: se, tts\); use --model hub"):
+        shipped.resolve_source("vc", "auto")  # never a download the user did not ask for
     with pytest.raises(MetisError, match=r"does not do 'vc' \(it does: se, tts\); use --model hub"):
         shipped.resolve_source("vc", "small")
     for other in ("hub", "random:tiny", str(stand_in)):
@@ -28,7 +35,8 @@ def test_auto_takes_the_shipped_model_where_it_does_the_task(stand_in):
 def test_without_a_shipped_model(tmp_path, monkeypatch):
     monkeypatch.setattr(shipped, "SMALL_MODEL_DIR", tmp_path / "absent")
     assert shipped.small_model_dir() is None and shipped.small_model_tasks() == []
-    assert shipped.resolve_source("tts", "auto") == "hub"
+    with pytest.raises(MetisError, match="the shipped small model is not in this installation; use --model hub"):
+        shipped.resolve_source("tts", "auto")
     with pytest.raises(MetisError, match="not in this installation"):
         shipped.resolve_source("tts", "small")
 
@@ -48,7 +56,11 @@ def test_api_and_cli_default_to_auto(stand_in, tmp_path, capsys):
     assert main(["se", "--input", str(noisy), "--out", str(out), "--steps", "2", "--s2a-steps", "2,1"]) == 0
     assert "model: the small model shipped with metis-speech" in capsys.readouterr().err
     assert sf.info(str(out)).samplerate == 24000
-    # a task the shipped model lacks goes to the official weights (no network here: a one-line error)
+    # a task the shipped model lacks: a one-line error naming the options
     assert main(["vc", "--source", str(noisy), "--prompt", str(noisy), "--out", str(tmp_path / "vc.wav"),
                  "--model", "small"]) != 0
     assert "does not do 'vc'" in capsys.readouterr().err
+    assert main(["vc", "--source", str(noisy), "--prompt", str(noisy), "--out", str(tmp_path / "vc.wav")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: no model for vc here") and "--model hub" in err[0]
+    assert not (tmp_path / "vc.wav").exists()
