@@ -477,11 +477,16 @@ class Metis:
         return [SpeechOutput(w, self.sample_rate, s.cpu().numpy(), c.cpu().numpy()) for w, s, c in zip(wavs, sem, codes)]
 
     def _prompts(self, prompts: Sequence[AudioInput]):
-        """Per prompt: 16 kHz wav, semantic ids (Tp,), acoustic ids (Tp, Q)."""
-        w16s, w24s = zip(*(self._prompt_audio(p) for p in prompts))
+        """Per prompt: 16 kHz wav, semantic ids (Tp,), acoustic ids (Tp, Q). A prompt given
+        several times in a batch (the same file path or the same array) is encoded once."""
+        keys = [_prompt_key(p) for p in prompts]
+        uniq = list(dict.fromkeys(keys))
+        first = [prompts[keys.index(k)] for k in uniq]
+        w16s, w24s = zip(*(self._prompt_audio(p) for p in first))
         sems = self.semantic_ids(list(w16s))
         codes = [self.acoustic_ids(w24, int(s.shape[0])) for w24, s in zip(w24s, sems)]
-        return list(w16s), sems, codes
+        at = [uniq.index(k) for k in keys]
+        return [w16s[i] for i in at], [sems[i] for i in at], [codes[i] for i in at]
 
     # ------------------------------------------------------------------ tasks
     def tts(self, text, prompt, prompt_text, duration=None, language: str = "auto", prompt_language: str = "auto",
@@ -682,6 +687,15 @@ class Metis:
     def _require(self, *tasks):
         if self.task not in tasks:
             raise MetisError(f"this model was loaded for {self.task!r}; load it with Metis.from_pretrained({tasks[0]!r})")
+
+
+def _prompt_key(p) -> tuple:
+    """Identity of a prompt input: its path, or the array object and rate of a pair."""
+    if isinstance(p, (str, os.PathLike)):
+        return ("path", os.path.abspath(os.fspath(p)))
+    if isinstance(p, tuple) and len(p) == 2:
+        return ("pair", id(p[0]), p[1])
+    return ("object", id(p))
 
 
 def _is_pair(x) -> bool:
