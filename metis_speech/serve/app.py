@@ -24,7 +24,6 @@ written outside the data folder.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email.parser
 import email.policy
@@ -34,10 +33,11 @@ import math
 import os
 import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response, StreamingResponse
@@ -71,7 +71,6 @@ class ServeConfig:
     max_upload_mb: float = 25.0
     max_json_kb: float = 256.0
     default_voice: bool = True
-    extra: Dict[str, Any] = field(default_factory=dict)
 
 
 class ApiError(Exception):
@@ -402,8 +401,6 @@ def create_app(engine: Engine, config: Optional[ServeConfig] = None):
                     out = await job.future
                     wav = out.wav
                     if k < total - 1:
-                        import numpy as np
-
                         wav = np.concatenate([wav, np.zeros(int(SENTENCE_GAP_S * out.sample_rate), np.float32)])
                     if fmt == "wav":
                         chunk = (wav_stream_header(out.sample_rate) if k == 0 else b"") + pcm16(wav)

@@ -9,7 +9,6 @@ ready. Needs the ``serve`` extra (``pip install 'metis-speech[serve]'``).
 
 from __future__ import annotations
 
-import argparse
 import sys
 from pathlib import Path
 
