@@ -31,6 +31,7 @@ COMMANDS = {
     "prepare": ("metis_speech.training.prepare_cli", "tokenize audio into training shards (semantic/acoustic ids, conditions)"),
     "train": ("metis_speech.training.cli", "train or fine-tune a network from a recipe (YAML)"),
     "bundle": ("metis_speech.bundle_cli", "assemble a model bundle from trained runs and a base bundle"),
+    "serve": ("metis_speech.serve.cli", "serve the tasks over HTTP: OpenAI-compatible speech, voices, a web page"),
 }
 
 

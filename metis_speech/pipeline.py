@@ -201,6 +201,20 @@ class Metis:
             self._net(need)
         return self
 
+    def share_networks(self, other: "Metis") -> "Metis":
+        """Reuse the networks ``other`` has already loaded (SSL, codecs, S2A, phone tokenizer;
+        never its stage 1) when both come from the same source on the same device and dtype,
+        so that several tasks held together (a server) keep one copy of them. Call it on a
+        ``lazy=True`` model before its first use."""
+        same = (str(self._src.source) == str(other._src.source) and self.device == other.device
+                and self.dtype == other.dtype and self._src.ssl_source == other._src.ssl_source
+                and self._src.stats == other._src.stats and self._src.phone_vocab == other._src.phone_vocab)
+        if same:
+            for name, net in other._nets.items():
+                if name != "stage1" and name not in self._nets:
+                    self._nets[name] = net
+        return self
+
     @property
     def loaded(self) -> List[str]:
         return sorted(k for k, v in self._nets.items() if v is not None)
@@ -290,11 +304,27 @@ class Metis:
             rescale=d.rescale,
         )
 
-    def _generators(self, seed: Optional[int], n: int):
-        if seed is None:
-            seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+    def _generators(self, seed, n: int, owner: Optional[Sequence[int]] = None):
+        """One generator per generated piece. ``seed``: None (random), an int (piece ``k`` gets
+        ``seed + k``) or a list with one seed (or None) per item, where piece ``j`` of item ``i``
+        (``owner`` maps pieces to items) gets ``seed[i] + j``: an item then gives the same
+        result in any batch as alone."""
         gen_device = self.device if self.device.type == "cuda" else torch.device("cpu")
-        return [torch.Generator(device=gen_device).manual_seed(int(seed) + i) for i in range(n)]
+        if isinstance(seed, (list, tuple)):
+            owner = list(range(n)) if owner is None else list(owner)
+            if len(owner) != n or (owner and max(owner) >= len(seed)):
+                raise MetisError(f"got {len(seed)} seeds for {max(owner, default=-1) + 1} items")
+            base = [int(torch.randint(0, 2**31 - 1, (1,)).item()) if s is None else int(s) for s in seed]
+            seen: Dict[int, int] = {}
+            seeds = []
+            for o in owner:
+                seeds.append(base[o] + seen.get(o, 0))
+                seen[o] = seen.get(o, 0) + 1
+        else:
+            if seed is None:
+                seed = int(torch.randint(0, 2**31 - 1, (1,)).item())
+            seeds = [int(seed) + i for i in range(n)]
+        return [torch.Generator(device=gen_device).manual_seed(s) for s in seeds]
 
     @torch.no_grad()
     def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
@@ -330,21 +360,28 @@ class Metis:
         return [SpeechOutput(w, self.sample_rate, s.cpu().numpy(), c.cpu().numpy()) for w, s, c in zip(wavs, sem, codes)]
 
     def _prompts(self, prompts: Sequence[AudioInput]):
-        """Per prompt: 16 kHz wav, semantic ids (Tp,), acoustic ids (Tp, Q)."""
-        w16s, w24s = zip(*(self._prompt_audio(p) for p in prompts))
+        """Per prompt: 16 kHz wav, semantic ids (Tp,), acoustic ids (Tp, Q). A prompt given
+        several times in a batch (the same file path or the same array) is encoded once."""
+        keys = [_prompt_key(p) for p in prompts]
+        uniq = list(dict.fromkeys(keys))
+        first = [prompts[keys.index(k)] for k in uniq]
+        w16s, w24s = zip(*(self._prompt_audio(p) for p in first))
         sems = self.semantic_ids(list(w16s))
         codes = [self.acoustic_ids(w24, int(s.shape[0])) for w24, s in zip(w24s, sems)]
-        return list(w16s), sems, codes
+        at = [uniq.index(k) for k in keys]
+        return [w16s[i] for i in at], [sems[i] for i in at], [codes[i] for i in at]
 
     # ------------------------------------------------------------------ tasks
     def tts(self, text, prompt, prompt_text, duration=None, language: str = "auto", prompt_language: str = "auto",
             steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None, split_sentences: bool = True,
-            max_sentence_chars: int = 300):
+            max_sentence_chars: int = 300, speed=1.0):
         """Speak ``text`` in the voice of ``prompt`` (whose transcript is ``prompt_text``).
 
         ``duration`` (seconds) fixes the length; by default it is the prompt's length scaled by
-        the UTF-8 byte ratio of the texts. Long text is split into sentences, generated as one
-        batch with the same prompt (a steady voice), and joined. Lists give batch inference.
+        the UTF-8 byte ratio of the texts, divided by ``speed`` (2.0: twice as fast as the
+        prompt speaks). Long text is split into sentences, generated as one batch with the same
+        prompt (a steady voice), and joined. Lists give batch inference (``duration``, ``speed``
+        and ``seed`` may then be lists too, one per text).
         """
         self._require("tts", "omni")
         single = isinstance(text, str)
@@ -352,8 +389,12 @@ class Metis:
         prompts = [prompt] * len(texts) if single or not isinstance(prompt, (list, tuple)) or _is_pair(prompt) else list(prompt)
         ptexts = [prompt_text] * len(texts) if isinstance(prompt_text, str) or prompt_text is None else list(prompt_text)
         durs = [duration] * len(texts) if duration is None or isinstance(duration, (int, float)) else list(duration)
-        if not (len(prompts) == len(ptexts) == len(texts) == len(durs)):
-            raise MetisError("text, prompt, prompt_text and duration lists must have the same length")
+        speeds = list(speed) if isinstance(speed, (list, tuple)) else [speed] * len(texts)
+        if not (len(prompts) == len(ptexts) == len(texts) == len(durs) == len(speeds)):
+            raise MetisError("text, prompt, prompt_text, duration and speed lists must have the same length")
+        for v in speeds:
+            if not (isinstance(v, (int, float)) and math.isfinite(v) and v > 0):
+                raise MetisError(f"speed must be a positive number, got {v!r}")
         for t, p, pt, d in zip(texts, prompts, ptexts, durs):  # before any network is loaded
             if pt is None:
                 raise MetisError("prompt_text is empty; give the transcript of the prompt audio")
@@ -382,8 +423,11 @@ class Metis:
                 n = int(round(durs[i] * self.frame_rate))
             else:
                 n = n_prompt * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
+                n = int(round(n / float(speeds[i])))
+                if n > MAX_TARGET_S * self.frame_rate:
+                    raise MetisError(f"speed {speeds[i]:g} makes a sentence longer than {MAX_TARGET_S:.0f} seconds")
             lens.append(max(1, n))
-        gens = self._generators(seed, len(pieces))
+        gens = self._generators(seed, len(pieces), owner)
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
         tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens)
@@ -535,6 +579,15 @@ class Metis:
     def _require(self, *tasks):
         if self.task not in tasks:
             raise MetisError(f"this model was loaded for {self.task!r}; load it with Metis.from_pretrained({tasks[0]!r})")
+
+
+def _prompt_key(p) -> tuple:
+    """Identity of a prompt input: its path, or the array object and rate of a pair."""
+    if isinstance(p, (str, os.PathLike)):
+        return ("path", os.path.abspath(os.fspath(p)))
+    if isinstance(p, tuple) and len(p) == 2:
+        return ("pair", id(p[0]), p[1])
+    return ("object", id(p))
 
 
 def _is_pair(x) -> bool:
