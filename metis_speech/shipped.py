@@ -66,8 +66,14 @@ class Choice:
 
 
 def _small(task: str, why: str) -> Choice:
-    return Choice(SMALL_MODEL_DIR, f"the small model shipped with metis-speech ({SMALL_MODEL_DIR}; tiny, trained on "
-                                   f"synthetic voices, not yet intelligible), {why}")
+    from .bundle import read_manifest
+
+    try:
+        preset = read_manifest(SMALL_MODEL_DIR).get("preset") or "?"
+    except Exception:  # noqa: BLE001 - the description must never stop a command
+        preset = "?"
+    return Choice(SMALL_MODEL_DIR, f"the small model shipped with metis-speech ({SMALL_MODEL_DIR}; preset {preset}, "
+                                   f"trained on synthetic voices, not yet intelligible), {why}")
 
 
 def _describe_dir(path: Path) -> str:

@@ -1,43 +1,50 @@
-"""A small Metis (the ``tiny`` preset) trained here, end to end, from an offline corpus.
+"""A small Metis (the ``small`` preset; ``--preset tiny`` for tests) trained here, end to end,
+from an offline corpus.
 
-    python -m metis_speech.training.small_model --corpus /tmp/metis_corpus_1h --work runs/small [--budget short]
+    python -m metis_speech.training.small_model --corpus CORPUS --work runs/small [--budget short|gpu]
 
 The corpus is a ``metis make-corpus`` folder (``train.jsonl`` with ``audio``, ``text``,
-``speaker``; ``dev.jsonl`` for the examples). Steps, in order, each writing under ``--work``:
+``speaker``; ``alignments/train.jsonl`` for the SSL's phone targets; ``dev.jsonl`` for the
+examples). Steps, in order, each writing under ``--work``:
 
 =================  ==========================================================================
 vocab              the phone vocabulary: a project-own one from the phones of the training
                    transcripts (default; shippable, unlike the official table) or --phone-vocab
-base               ``random:tiny`` bundle; its SSL is the fixed front end of everything below
-semantic_codec     semantic codec on the corpus audio, features of that SSL (``ssl_source``)
+phones             ``<work>/train.jsonl``: the manifest with each transcript's phone ids, so
+                   that every later step runs without a G2P back end (e.g. on a GPU machine)
+ssl                the SSL front end (``small_ssl``): the preset's w2v-BERT-class network
+                   trained to classify the aligned phones of each 20 ms frame, noise-augmented
+                   (HuBERT-style masked prediction when the corpus has no alignments)
+base               ``random:PRESET`` bundle with that trained SSL, the front end of the rest
+semantic_codec     semantic codec (k-means start) on that SSL's features of part of the corpus
 bundle_v0          base + the trained semantic codec (the tokenizer of the stage-1 shards)
 prepare_stage1     ``metis prepare --task none`` with phones (stage-1 pre-training, TTS)
-prepare_se         ``metis prepare --task se`` (clean ids + SSL features of a noisy copy)
+prepare_se/vc/tse  ``metis prepare --task se|vc|tse`` (the condition features of a noisy copy,
+                   a timbre-perturbed copy, a two-speaker mixture)
 stage1_pretrain    stage-1 pre-training (no condition)
 stage1_tts         TTS: full fine-tune with the phone prefix (a new prefix needs the whole model)
-stage1_se          SE: LoRA + gated adapter, as the paper fine-tunes SE (the merged weights go
-                   in the bundle)
+stage1_se/vc/tse   LoRA + gated adapter, as the paper fine-tunes them (the merged weights go in
+                   the bundle)
 acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
                    restarts, reconstruction-only warm-up)
 bundle_v1          bundle_v0 + the trained acoustic codec (the tokenizer of the S2A shards)
 prepare_s2a        ``metis prepare --task none`` with acoustic ids
 s2a, s2a_1layer    S2A full and 1-layer
-bundle             ``assemble_bundle``: bundle_v1 + S2A + stage 1 (tts, se, base), untrained
-                   stage-1 tasks dropped
+bundle             ``assemble_bundle``: bundle_v1 + S2A + stage 1 (tts, base and every adapter
+                   task whose run is complete)
 examples           on a dev item: codec resynthesis, SE of a noisy copy, TTS in its voice
 =================  ==========================================================================
 
-Stage 1 needs only the semantic codec, S2A needs both codecs, so after the semantic codec
-two chains (:data:`LANES`) share nothing: on a 2-core machine run them side by side, then
-the plain command for the bundle and examples::
+The chains after the semantic codec share nothing but their inputs (:data:`LANES`): run
+them side by side (each waits for what another makes), then the plain command for the
+bundle and examples::
 
     python -m metis_speech.training.small_model --corpus C --work W --lane stage1 &
     python -m metis_speech.training.small_model --corpus C --work W --lane s2a &
     wait; python -m metis_speech.training.small_model --corpus C --work W
 
-(the ``s2a`` lane trains the acoustic codec at once and waits for the other lane's
-``bundle_v0``, which only that lane makes; both record their steps in
-``<work>/summary.json`` under a file lock).
+or, on a machine with many cores or a GPU, ``--all-lanes`` (one process per lane, then the
+bundle). The lanes record their steps in ``<work>/summary.json`` under a file lock.
 
 A step is skipped when its output is complete; a training step whose run directory holds
 checkpoints continues from them (``metis train --resume``), so killing the driver and
@@ -45,12 +52,11 @@ running the same command again goes on where it stopped. Each training step chec
 every chunk of steps and prints a progress line per chunk; ``<work>/summary.json`` records
 what was done, with losses, accuracies and codebook use.
 
-Budgets (:data:`BUDGETS`: steps per network; hours for one CPU thread on a shared 2-core
-machine, from measured step times: acoustic codec ~2.5 s/step, semantic codec ~0.2 s,
-stage 1 / S2A ~0.45 s at 2048 frames per batch): ``tiny`` 2-4 steps each (a test, about a
-minute on a 6-utterance corpus); ``short`` about 6 CPU hours on the 1-hour corpus (acoustic
-codec 3000 steps, S2A 4000 + 2000, stage 1 4000 + 3000 + 1500), about 3.5 hours of wall
-time in two lanes; ``full`` about 10x the steps, about 65 CPU hours.
+Budgets (:data:`BUDGETS`): ``tiny`` 2-4 steps each (a test, about a minute on a 6-utterance
+corpus); ``short`` step counts for CPU runs (about 6 CPU hours for 1 hour of speech at the
+tiny preset); ``full`` about 10x those; ``gpu`` wall-clock budgets per network
+(``train.max_seconds``, 80-220 s) and larger batches, for ``--all-lanes`` on one GPU: the
+shipped model's run took 9 minutes on an H200 for 2 hours of speech.
 """
 
 from __future__ import annotations
@@ -674,10 +680,35 @@ class SmallModel:
         return {"files": sorted(p.name for p in out.glob("*.wav")), **{k: res[k] for k in ("tts", "se")}}
 
 
-def ship(work, dest) -> Path:
+def _portable(obj, roots: Sequence[tuple]):
+    """Provenance without machine paths: an absolute path under a root becomes
+    ``label/relative`` (``runs/ssl/final`` for the work folder); any other absolute path keeps
+    its last two parts after ``<elsewhere>``."""
+    if isinstance(obj, dict):
+        return {k: _portable(v, roots) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_portable(v, roots) for v in obj]
+    if isinstance(obj, str) and obj.startswith("/"):
+        p = Path(obj)
+        for root, label in roots:
+            try:
+                rel = p.relative_to(root)
+            except ValueError:
+                continue
+            return str(Path(label) / rel) if label else str(rel)
+        return str(Path("<elsewhere>", *p.parts[-2:]))
+    return obj
+
+
+def ship(work, dest, drop_stage1: Sequence[str] = (), half: bool = True) -> Path:
     """Copy ``<work>/bundle`` to ``dest`` (e.g. ``metis_speech/assets/small``, the model
     ``--model small`` loads) with a ``training`` record in its metis.json: the corpus (from
-    its summary.json), the budget, each network's steps and last losses. Atomic."""
+    its summary.json), the budget, each network's steps and last losses. Paths in the
+    provenance become relative to the work folder (no machine paths ship). ``drop_stage1``:
+    stage-1 networks (e.g. ``base``, which only fine-tuning needs) or optional components
+    (``s2a_1layer``: S2A full then does the first layer too) left out; ``half``:
+    weights stored as float16 (the SSL, loaded by transformers, stays float32; every
+    network is computed in float32 after loading). Atomic."""
     import shutil
 
     from ..bundle import MANIFEST, is_bundle
@@ -698,13 +729,38 @@ def ship(work, dest) -> Path:
         rec["corpus"] = (f"metis make-corpus (seed {cs.get('seed')}): {tr['utterances']} utterances, {tr['hours']:.2f} h, "
                          f"{tr['speakers']} speakers from {tr['voices']} offline synthetic voices")
     except (OSError, KeyError, TypeError, json.JSONDecodeError):
-        rec["corpus"] = str(corpus)
+        rec["corpus"] = corpus.name
     tmp = dest.with_name(f".tmp-{dest.name}")
     if tmp.exists():
         shutil.rmtree(tmp)
     shutil.copytree(src, tmp)
     m = json.loads((tmp / MANIFEST).read_text())
+    from ..bundle import REQUIRED
+
+    for name in drop_stage1:
+        if name in m.get("stage1", {}):
+            shutil.rmtree(tmp / m["stage1"].pop(name))
+            (m.get("provenance") or {}).pop(f"stage1/{name}", None)
+        elif name in m.get("components", {}) and name not in REQUIRED:
+            shutil.rmtree(tmp / m["components"].pop(name))
+            (m.get("provenance") or {}).pop(name, None)
+        else:
+            raise MetisError(f"--ship-without {name}: not an optional network of the bundle "
+                             f"(stage-1 tasks: {', '.join(sorted(m.get('stage1', {})))}; optional: s2a_1layer, visual)")
+    if half:
+        import torch
+        from safetensors.torch import load_file, save_file
+
+        for f in sorted(tmp.rglob("*.safetensors")):
+            if f.parent.name == m["components"].get("ssl", "ssl"):
+                continue
+            t = load_file(str(f))
+            if any(v.is_floating_point() and v.dtype != torch.float16 for v in t.values()):
+                save_file({k: (v.half() if v.is_floating_point() else v).contiguous() for k, v in t.items()}, str(f))
+        m["storage_dtype"] = "float16 (ssl: float32)"
+    roots = [(work.resolve(), ""), (corpus.resolve(), "corpus")]
     m["training"] = rec
+    m = _portable(m, roots)
     (tmp / MANIFEST).write_text(json.dumps(m, indent=1))
     if dest.exists():
         shutil.rmtree(dest)
@@ -739,6 +795,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--max-steps", default=None, metavar="NAME=N,...",
                    help="override the budget's steps of some networks, e.g. acoustic_codec=2500,s2a=3000 (a run past "
                         "its new end just finishes)")
+    p.add_argument("--ship-without", default="", metavar="TASKS",
+                   help="with --ship: stage-1 networks or optional components to leave out of the shipped copy, "
+                        "e.g. base,s2a_1layer")
     p.add_argument("--ship", default=None, metavar="DIR",
                    help="after the last step, copy the bundle to DIR with a training record (metis_speech/assets/small "
                         "is the model `--model small` loads)")
@@ -801,7 +860,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             only = ["bundle"]
         summary = driver.run(only, wait_s=args.wait_s if (args.lane or args.wait) else None)
         if args.ship:
-            summary["shipped"] = str(ship(args.work, args.ship))
+            drop = [x.strip() for x in args.ship_without.split(",") if x.strip()]
+            summary["shipped"] = str(ship(args.work, args.ship, drop_stage1=drop))
     except MetisError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

@@ -49,12 +49,21 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     from metis_speech.training.small_model import STEPS, TRAIN_STEPS, main
 
     work = tmp_path / "work"
-    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny"]  # project-own phone vocabulary
+    args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--preset", "tiny"]  # project-own vocabulary
     assert main(args + ["--lane", "stage1", "--stop-after", "stage1_pretrain"]) == 0
     out = capsys.readouterr().out
     assert "stopping after stage1_pretrain" in out
     s = json.loads((work / "summary.json").read_text())
-    assert list(s["steps"]) == ["vocab", "base", "semantic_codec", "bundle_v0", "prepare_stage1", "prepare_se", "stage1_pretrain"]
+    assert list(s["steps"]) == ["vocab", "phones", "ssl", "base", "semantic_codec", "bundle_v0", "prepare_stage1",
+                                "stage1_pretrain"]
+    # no alignments in this corpus: the SSL front end was trained label-free (HuBERT-style), and
+    # the base bundle carries it
+    labels = json.loads((work / "runs" / "ssl" / "final" / "labels.json").read_text())
+    assert labels["target"] == "hubert"
+    assert ssl_fingerprint(load_ssl(work / "base" / "ssl")) == ssl_fingerprint(load_ssl(work / "runs" / "ssl" / "final"))
+    # phones were computed once, into the work folder's manifest (prepare then needs no G2P)
+    rows = [json.loads(x) for x in (work / "train.jsonl").read_text().splitlines()]
+    assert all(r["phone_ids"] and r["phone_vocab"] == PhoneVocab.from_json(work / "vocab.json").fingerprint() for r in rows)
     # the vocabulary holds every phone of the transcripts, and nothing else but marks
     vocab = PhoneVocab.from_json(work / "vocab.json")
     phones = {p for _, t in UTTERANCES for p in PhoneTokenizer(vocab).phones(t, "en")[0]}
@@ -69,10 +78,10 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     # the other lane: the acoustic codec and S2A, recorded beside the first lane's steps
     assert main(args + ["--lane", "s2a", "--max-steps", "s2a=3"]) == 0
     out = capsys.readouterr().out
-    assert "bundle_v0" not in out and "s2a_1layer: done" in out
+    assert "bundle_v0: starting" not in out and "s2a: done" in out
     s = json.loads((work / "summary.json").read_text())
-    assert "stage1_pretrain" in s["steps"] and "s2a_1layer" in s["steps"]
-    assert s["steps"]["s2a"]["max_steps"] == 3 and s["steps"]["s2a_1layer"]["max_steps"] == 2  # the override, the budget
+    assert "stage1_pretrain" in s["steps"] and "s2a" in s["steps"]
+    assert s["steps"]["s2a"]["max_steps"] == 3  # the override
 
     # a run whose final/ was lost (killed while saving) continues from its checkpoint
     shutil.rmtree(work / "runs" / "acoustic_codec" / "final")
@@ -89,10 +98,11 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     use = s["steps"]["prepare_s2a"]["codebook_use"]
     assert use["semantic"]["distinct"] >= 1 and len(use["acoustic"]) == 4
     assert s["steps"]["prepare_s2a"]["utterances"] == 6 and s["steps"]["prepare_se"]["utterances"] == 6
+    assert s["steps"]["s2a_1layer"]["max_steps"] == 2  # the budget's
 
     m = read_manifest(work / "bundle")
     assert PhoneVocab.from_json(work / "bundle" / m["phone_vocab"]).fingerprint() == vocab.fingerprint()
-    assert m["random"] is False and sorted(m["stage1"]) == ["base", "se", "tts"] and m["untrained"] == ["ssl"]
+    assert m["random"] is False and sorted(m["stage1"]) == ["base", "se", "tse", "tts", "vc"] and m["untrained"] == []
     assert m["provenance"]["stage1/tts"]["tokenizers"] == [str(work / "bundle_v0")]
     assert m["provenance"]["s2a_full"]["tokenizers"] == [str(work / "bundle_v1")]
     assert m["provenance"]["semantic_codec"]["run"] == str((work / "runs" / "semantic_codec").resolve())
@@ -102,19 +112,25 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     assert ex["tts"]["seconds"] > 0 and ex["se"]["seconds"] > 0
 
     # everything complete: a rerun does nothing but ship the bundle where asked
-    assert main(args + ["--ship", str(tmp_path / "shipped")]) == 0
+    assert main(args + ["--ship", str(tmp_path / "shipped"), "--ship-without", "base"]) == 0
     out = capsys.readouterr().out
     assert out.count("complete, skipped") == len(STEPS)
     shipped = read_manifest(tmp_path / "shipped")
-    assert shipped["training"]["budget"] == "tiny" and shipped["training"]["corpus"] == str(corpus.resolve())  # no corpus summary.json
+    assert shipped["training"]["budget"] == "tiny" and shipped["training"]["corpus"] == corpus.name  # no corpus summary.json
+    # no machine paths ship: provenance names runs relative to the work folder
+    assert str(tmp_path) not in json.dumps(shipped)
+    assert shipped["provenance"]["s2a_full"]["run"] == "runs/s2a"
     assert shipped["training"]["steps"]["s2a"]["max_steps"] == 3
-    assert shipped["stage1"] == m["stage1"]
+    assert shipped["stage1"] == {k: v for k, v in m["stage1"].items() if k != "base"}
+    from safetensors import safe_open
+    with safe_open(str(tmp_path / "shipped" / "s2a_full" / "model.safetensors"), "pt") as f:
+        assert {str(f.get_tensor(k).dtype) for k in f.keys()} == {"torch.float16"}
 
     from metis_speech import shipped as ship_mod
     from metis_speech.info import shipped_summary
     monkeypatch.setattr(ship_mod, "SMALL_MODEL_DIR", tmp_path / "shipped")
     text = shipped_summary()
-    assert "tasks: se, tts; preset tiny" in text and "MB" in text
+    assert "tasks: se, tse, tts, vc; preset tiny" in text and "MB" in text
 
 
 def test_driver_errors_are_one_line(tmp_path, capsys):
@@ -134,8 +150,9 @@ def test_a_step_whose_input_is_missing_is_refused_or_awaited(corpus, tmp_path, s
     args = ["--corpus", str(corpus), "--work", str(work), "--budget", "tiny", "--phone-vocab", str(shared_dir / "g2p" / "vocab.json")]
     # the lanes share only the semantic codec's outputs, which one lane makes
     from metis_speech.training.small_model import DEPENDS, LANES, STEPS
-    assert not set(LANES["stage1"]) & set(LANES["s2a"])
-    assert set(LANES["stage1"]) | set(LANES["s2a"]) | {"bundle", "examples"} == set(STEPS)
+    lane_steps = [n for lane in LANES.values() for n in lane]
+    assert len(lane_steps) == len(set(lane_steps))  # no step in two lanes
+    assert set(lane_steps) | {"bundle", "examples"} == set(STEPS)
     for lane in LANES.values():  # within a lane, inputs come earlier in STEPS order
         assert all(STEPS.index(d) < STEPS.index(n) for n in lane for d in DEPENDS[n])
 
