@@ -153,3 +153,24 @@ def test_official_stats_download_is_checked_and_cached(tmp_path, monkeypatch):
     load_ssl_stats("official")  # second call is served from the cache
     assert calls == [ssl_mod.OFFICIAL_STATS_URL] * 2
     assert list(tmp_path.rglob("wav2vec2bert_stats.pt"))
+
+
+def test_vectorised_fbank_equals_the_transformers_loop():
+    """The fbank of every SSL call (vectorise_fbank) gives what SeamlessM4TFeatureExtractor's
+    frame-by-frame loop gives, on speech-like and noise input of odd and even frame counts."""
+    import numpy as np
+    from transformers import SeamlessM4TFeatureExtractor
+
+    from metis_speech.models.ssl import vectorise_fbank
+
+    kw = dict(feature_size=80, num_mel_bins=80, sampling_rate=16000, padding_value=1.0, stride=2)
+    ref, fast = SeamlessM4TFeatureExtractor(**kw), vectorise_fbank(SeamlessM4TFeatureExtractor(**kw))
+    assert isinstance(fast, SeamlessM4TFeatureExtractor) and fast.to_dict()["feature_extractor_type"] == "SeamlessM4TFeatureExtractor"
+    rng = np.random.default_rng(0)
+    t = np.arange(16000 * 2) / 16000
+    waves = [(0.3 * np.sin(2 * np.pi * 180 * t) * (1 + np.sin(2 * np.pi * 3 * t))).astype(np.float32),
+             (0.05 * rng.standard_normal(16000 + 321)).astype(np.float32)]
+    for w in waves:
+        a = ref(w, sampling_rate=16000, return_tensors="np")["input_features"]
+        b = fast(w, sampling_rate=16000, return_tensors="np")["input_features"]
+        assert a.shape == b.shape and np.abs(a - b).max() < 2e-4
