@@ -17,6 +17,7 @@ Amphion keeps it. :class:`SSLFeatures.mask` marks these T frames as valid.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -193,7 +194,7 @@ def _fbank_vectorised(self, waveform: np.ndarray) -> np.ndarray:
 
     The same arithmetic as transformers' frame-by-frame loop (Kaldi-style: 25 ms Povey
     window, 10 ms hop, DC removal, pre-emphasis 0.97, 512-point power spectrum kept as
-    complex64 as there, 80 Kaldi mel bins, natural log), about 20x faster; the test checks
+    complex64 as there, 80 Kaldi mel bins, natural log), about 4x faster here; a test checks
     equality with the original."""
     if waveform.ndim == 2:
         waveform = waveform[0]
@@ -213,7 +214,17 @@ def _fbank_vectorised(self, waveform: np.ndarray) -> np.ndarray:
     return np.log(mel).astype(np.float32)
 
 
-_VECTORISED = {}
+@functools.lru_cache(maxsize=None)
+def _vectorised_class():
+    from transformers import SeamlessM4TFeatureExtractor
+
+    def to_dict(self):
+        d = SeamlessM4TFeatureExtractor.to_dict(self)
+        d["feature_extractor_type"] = "SeamlessM4TFeatureExtractor"
+        return d
+
+    return type("VectorisedSeamlessM4TFeatureExtractor", (SeamlessM4TFeatureExtractor,),
+                {"_extract_fbank_features": _fbank_vectorised, "to_dict": to_dict})
 
 
 def vectorise_fbank(feature_extractor):
@@ -222,15 +233,7 @@ def vectorise_fbank(feature_extractor):
     from transformers import SeamlessM4TFeatureExtractor
 
     if type(feature_extractor) is SeamlessM4TFeatureExtractor:
-        if "cls" not in _VECTORISED:
-            def to_dict(self):
-                d = SeamlessM4TFeatureExtractor.to_dict(self)
-                d["feature_extractor_type"] = "SeamlessM4TFeatureExtractor"
-                return d
-
-            _VECTORISED["cls"] = type("VectorisedSeamlessM4TFeatureExtractor", (SeamlessM4TFeatureExtractor,),
-                                      {"_extract_fbank_features": _fbank_vectorised, "to_dict": to_dict})
-        feature_extractor.__class__ = _VECTORISED["cls"]
+        feature_extractor.__class__ = _vectorised_class()
     return feature_extractor
 
 

@@ -139,7 +139,7 @@ BUDGETS: Dict[str, dict] = {
         "decode": {},
         "hours": "about 65 CPU hours (one thread) for the 1-hour corpus; a GPU makes it a few hours",
     },
-    # one GPU machine, every lane at once (see gpu_lanes): wall-clock budgets per network
+    # one GPU machine, every lane at once (--all-lanes): wall-clock budgets per network
     # (train.max_seconds) instead of step counts, larger batches
     "gpu": {
         "steps": {n: 200000 for n in TRAIN_STEPS} | {"semantic_codec": 50},
@@ -168,12 +168,6 @@ def _merge(d: dict, extra: dict) -> dict:
 def _atomic_json(path: Path, data) -> None:
     tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=1) + "\n")
-    os.replace(tmp, path)
-
-
-def _atomic_json_lines(path: Path, rows) -> None:
-    tmp = path.with_name(f".tmp-{path.name}-{os.getpid()}")
-    tmp.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
     os.replace(tmp, path)
 
 
@@ -442,7 +436,9 @@ class SmallModel:
             if ids:
                 r["phone_ids"], r["phone_vocab"] = ids, fp
             rows.append(r)
-        _atomic_json_lines(self.path("phones"), rows)
+        from ..corpus.build import write_jsonl_atomic
+
+        write_jsonl_atomic(self.path("phones"), rows)
         return {"utterances": len(rows), "without_phones": skipped, "vocab": fp}
 
     def step_ssl(self) -> dict:
@@ -552,11 +548,9 @@ class SmallModel:
     def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool) -> dict:
         from .prepare import PrepareConfig, prepare
 
-        import torch
-
         cfg = PrepareConfig(input=str(self.path("phones")), out=str(self.path(name)), model=str(self.path(model)),
                             task=task, acoustic=acoustic, phones=phones, language=self.language,
-                            device="cuda" if torch.cuda.is_available() else "cpu", progress=False, seed=0)
+                            device=None, progress=False, seed=0)  # None: the task API's device choice
         s = prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
         if not s["complete"] or not s["utterances"]:
             raise MetisError(f"{name}: preparation incomplete or empty ({s['utterances']} utterances)")
@@ -612,9 +606,8 @@ class SmallModel:
         out = assemble_bundle(
             self.path("bundle"), self.path("bundle_v1"),
             {"s2a_full": self.path("s2a") / "final", "s2a_1layer": self.path("s2a_1layer") / "final"},
-            {t: self.path(f"stage1_{r}") / "final"
-             for t, r in (("tts", "tts"), ("base", "pretrain")) + tuple((t, t) for t in ADAPTER_TASKS)
-             if r in ("tts", "pretrain") or self.complete(f"stage1_{r}")},
+            {"tts": self.path("stage1_tts") / "final", "base": self.path("stage1_pretrain") / "final",
+             **{t: self.path(f"stage1_{t}") / "final" for t in ADAPTER_TASKS if self.complete(f"stage1_{t}")}},
             drop_untrained=True, overwrite=True)
         m = read_manifest(out)
         return {"stage1": sorted(m["stage1"]), "untrained": m["untrained"]}
@@ -807,20 +800,24 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _run_lanes(argv: List[str], work: Path, log: Callable[[str], None]) -> None:
-    """One ``--lane`` process per lane of :data:`LANES` (same arguments), all at once; waits
-    for them. A failed lane is reported (its steps stay incomplete) without stopping the others."""
+def _run_lanes(args: argparse.Namespace, log: Callable[[str], None]) -> None:
+    """One ``--lane`` process per lane of :data:`LANES` (this run's settings), all at once;
+    waits for them. A failed lane is reported (its steps stay incomplete) without stopping the
+    others."""
     import subprocess
 
-    args = [a for a in argv if a not in ("--all-lanes", "--ship") and not a.startswith("--ship=")]
-    if "--ship" in argv:  # drop the value of --ship too: only the final process ships
-        i = argv.index("--ship")
-        args = [a for j, a in enumerate(argv) if j not in (i, i + 1) and a != "--all-lanes"]
+    common = ["--corpus", args.corpus, "--work", args.work, "--budget", args.budget, "--preset", args.preset,
+              "--language", args.language, "--threads", str(args.threads), "--wait-s", str(args.wait_s)]
+    if args.phone_vocab:
+        common += ["--phone-vocab", args.phone_vocab]
+    if args.max_steps:
+        common += ["--max-steps", args.max_steps]
+    work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     procs = {}
     for lane in LANES:
         fh = open(work / f"lane_{lane}.log", "a")
-        procs[lane] = (subprocess.Popen([sys.executable, "-m", "metis_speech.training.small_model", *args, "--lane", lane],
+        procs[lane] = (subprocess.Popen([sys.executable, "-m", "metis_speech.training.small_model", *common, "--lane", lane],
                                         stdout=fh, stderr=subprocess.STDOUT), fh)
     log(f"started {len(procs)} lanes: {', '.join(procs)} (logs: {work}/lane_<name>.log)")
     failed = []
@@ -856,7 +853,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                             max_steps=_max_steps(args.max_steps), preset=args.preset)
         only = LANES[args.lane] if args.lane else ([x.strip() for x in args.only.split(",") if x.strip()] if args.only else None)
         if args.all_lanes:  # then the bundle; the examples (which need a G2P back end) with the plain command
-            _run_lanes(list(argv if argv is not None else sys.argv[1:]), Path(args.work), driver.log)
+            _run_lanes(args, driver.log)
             only = ["bundle"]
         summary = driver.run(only, wait_s=args.wait_s if (args.lane or args.wait) else None)
         if args.ship:

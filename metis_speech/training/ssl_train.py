@@ -28,7 +28,6 @@ mixed speech close to those of the clean speech, which the SE/TSE adapters rely 
 from __future__ import annotations
 
 import json
-import math
 import os
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -127,28 +126,18 @@ def _label(lab) -> str:
     return SILENCE if not lab or lab.startswith("_") else lab
 
 
-def _read_manifest(path: Path) -> List[dict]:
-    rows = []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            r = json.loads(line)
-            p = Path(r["audio"])
-            r["audio"] = str(p if p.is_absolute() else path.parent / p)
-            rows.append(r)
-    return rows
-
-
 def _noise_bank(f: Path, sample_rate: int, limit: int = 200) -> List[np.ndarray]:
     """Noise clips of a noise manifest (make-corpus ``noise/train.jsonl``), at ``sample_rate``."""
     from ..audio import load_audio
     from ..errors import AudioError
+    from .prepare_io import list_items
 
     if not f.is_file():
         return []
     out = []
-    for r in _read_manifest(f)[:limit]:
+    for it in list_items(f)[0][:limit]:
         try:
-            w, _ = load_audio(r["audio"], sample_rate)
+            w, _ = load_audio(it.audio, sample_rate)
         except AudioError:
             continue
         if w.size > sample_rate // 10 and float(np.abs(w).max()) > 0:
@@ -157,22 +146,15 @@ def _noise_bank(f: Path, sample_rate: int, limit: int = 200) -> List[np.ndarray]
 
 
 def _add_noise(w: np.ndarray, rng: np.random.Generator, bank: List[np.ndarray], snr_db: Tuple[float, float]) -> np.ndarray:
-    n = w.size
+    """``w`` plus a noise-bank clip (looped/cut from a random start) or white/pink/brown noise,
+    at an SNR drawn from ``snr_db``."""
+    from ..corpus.noise import fit_length, make_noise, mix_at_snr
+
     if bank and rng.random() < 0.8:
-        src = bank[int(rng.integers(len(bank)))]
-        reps = int(math.ceil(n / src.size)) + 1
-        src = np.tile(src, reps)
-        o = int(rng.integers(0, src.size - n + 1))
-        noise = src[o:o + n]
-    else:  # coloured noise, exponent 0 (white) .. 2 (brown)
-        spec = np.fft.rfft(rng.standard_normal(n))
-        f = np.maximum(np.arange(spec.size), 1.0)
-        noise = np.fft.irfft(spec / f ** (rng.uniform(0.0, 2.0) / 2.0), n)
-    ps, pn = float(np.mean(w ** 2)) + 1e-10, float(np.mean(noise ** 2)) + 1e-10
-    snr = rng.uniform(*snr_db)
-    out = w + noise * math.sqrt(ps / (pn * 10 ** (snr / 10)))
-    peak = float(np.abs(out).max())
-    return (out / peak * 0.95 if peak > 0.99 else out).astype(np.float32)
+        noise = fit_length(bank[int(rng.integers(len(bank)))], w.size, rng)
+    else:
+        noise = make_noise(("white", "pink", "brown")[int(rng.integers(3))], w.size, rng)
+    return mix_at_snr(w, noise, float(rng.uniform(*snr_db)))[0]
 
 
 class SSLTrainer(LoopTrainer):
@@ -195,17 +177,14 @@ class SSLTrainer(LoopTrainer):
         self.ssl_cfg = self.preset_config("ssl", m.overrides)
         if self.ssl_cfg.model_config is None:
             raise MetisError("the preset's ssl has no model_config: only a w2v-BERT built from a config can be trained here")
-        from transformers import Wav2Vec2BertConfig, Wav2Vec2BertModel
-
-        hf_cfg = Wav2Vec2BertConfig(**self.ssl_cfg.model_config)
+        torch.manual_seed(self.cfg.train.seed)
+        base = SSLFeatureExtractor.from_config(self.ssl_cfg, stats=None, truncate=False)
+        model, self.extractor = base.model.train(), base.feature_extractor
+        hf_cfg = model.config
         if o["target"] == "hubert":  # masks are ours (collate), put in through the model's mask embedding
-            if getattr(hf_cfg, "mask_time_prob", 0) <= 0:
+            if getattr(model, "masked_spec_embed", None) is None:
                 raise MetisError("the hubert target needs the model's mask embedding (model_config mask_time_prob > 0)")
             hf_cfg.apply_spec_augment = True
-        torch.manual_seed(self.cfg.train.seed)
-        model = Wav2Vec2BertModel(hf_cfg)
-        base = SSLFeatureExtractor.from_config(self.ssl_cfg, stats=None, truncate=False)
-        self.extractor = base.feature_extractor
         n_layers = len(model.encoder.layers)
         self.head_layer = int(o["head_layer"] or n_layers)
         if not 1 <= self.head_layer <= n_layers:
@@ -228,8 +207,12 @@ class SSLTrainer(LoopTrainer):
         manifest = Path(d.path)
         if manifest.suffix != ".jsonl" or not manifest.is_file():
             raise MetisError(f"{manifest}: expected a corpus manifest (.jsonl) with audio paths")
+        from .prepare_io import list_items
+
         sr = self.ssl_cfg.sample_rate
-        rows = _read_manifest(manifest)
+        rows, bad = list_items(manifest)
+        for _uid, _audio, reason in bad:
+            self.skip(reason)
         align = {}
         if o["target"] == "phones":
             ap = Path(o["alignments"]) if o["alignments"] else manifest.parent / "alignments" / f"{manifest.stem}.jsonl"
@@ -240,7 +223,7 @@ class SSLTrainer(LoopTrainer):
                     r = json.loads(line)
                     align[r["id"]] = r["phones"]
         noise = Path(o["noise"]) if o["noise"] else manifest.parent / "noise" / "train.jsonl"
-        todo = [r for r in rows if o["target"] != "phones" or r.get("id") in align]
+        todo = [it for it in rows if o["target"] != "phones" or it.uid in align]
         self.skipped["no alignment"] = len(rows) - len(todo)
         if not self.skipped["no alignment"]:
             del self.skipped["no alignment"]
@@ -251,7 +234,7 @@ class SSLTrainer(LoopTrainer):
                "padding_value": e.padding_value, "stride": e.stride}
         args = (str(noise), sr, ext, int(o["noisy_copies"]) if o["noise_prob"] > 0 else 0,
                 tuple(o["snr_db"]), float(o["max_utt_s"]), int(self.cfg.train.seed))
-        jobs = [(r["audio"], str(r.get("id") or r["audio"])) for r in todo]
+        jobs = [(it.audio, it.uid) for it in todo]
         workers = min(int(o["workers"]) or (os.cpu_count() or 1), max(1, len(jobs) // 8))
         if workers > 1:
             from concurrent.futures import ProcessPoolExecutor
@@ -263,12 +246,12 @@ class SSLTrainer(LoopTrainer):
             results = [_worker_item(j) for j in jobs]
         feats: List[List[torch.Tensor]] = []
         phones: List[list] = []
-        for r, res in zip(todo, results):
+        for it, res in zip(todo, results):
             if isinstance(res, str):
                 self.skip(res)
                 continue
             feats.append([torch.from_numpy(x) for x in res])
-            phones.append(align.get(r.get("id"), []))
+            phones.append(align.get(it.uid, []))
         if not feats:
             raise MetisError(f"no usable utterances in {manifest} (skipped: {self.skipped})")
         if o["target"] == "phones":
