@@ -244,7 +244,7 @@ class Metis:
 
         if self.quantize == "int8" and generative:
             return quantize_int8(net)
-        if self.half_storage is not None:
+        if self.half_storage is not None and generative:
             return store_half(net, self.half_storage)
         return net
 

@@ -57,6 +57,7 @@ def store_half(module: nn.Module, dtype: torch.dtype = torch.bfloat16, min_numel
             if type(m) is nn.Linear and m.weight.numel() >= min_numel:
                 m.weight.data = m.weight.data.to(dtype)
                 m.forward = types.MethodType(_upcast_linear, m)
+                m.upcast = True
         for m in module.modules():
             for name, p in list(m.named_parameters(recurse=False)) + list(m.named_buffers(recurse=False)):
                 if p.dtype == torch.float32 and p.numel():

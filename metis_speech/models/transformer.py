@@ -215,8 +215,10 @@ class DiffTransformer(nn.Module):
 
     def step_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """t: (B,) -> (B, H), the vector that drives every adaptive norm."""
-        w = self.diff_step_mlp[0].weight
-        dtype = w.dtype if torch.is_tensor(w) else torch.float32  # int8 layers: a method, fp32 in/out
+        first = self.diff_step_mlp[0]
+        w = first.weight
+        # int8 layers (weight is a method) and half-stored ones (precision.store_half) compute in fp32
+        dtype = w.dtype if torch.is_tensor(w) and not getattr(first, "upcast", False) else torch.float32
         return self.diff_step_mlp(step_sinusoid(t, self.hidden_size).to(dtype))
 
     def prepare(
