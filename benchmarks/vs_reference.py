@@ -340,7 +340,7 @@ def run_ours(work: Path, req: dict, args, dev, dtype_name: str, codes_for_decode
     out = {}
     with PeakMemory(dev) as mem:
         t0 = time.perf_counter()
-        m = Metis.from_pretrained("tts", str(work), device=str(dev), dtype=dtype_name, lazy=True,
+        m = Metis.from_pretrained("tts", str(work), device=str(dev), dtype=args.ours_dtype or dtype_name, lazy=True,
                                   **({"quantize": "int8"} if args.ours_int8 else {}))
         stage1 = m._net("stage1")
         m._net("s2a")
@@ -400,6 +400,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="rounds; each runs both sides, alternating who goes first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ours-int8", action="store_true", help="our side with int8 dynamic quantisation (outputs then differ)")
+    ap.add_argument("--ours-dtype", choices=["fp32", "bf16"], help="our side's dtype when it differs from --dtype "
+                    "(CPU bf16: weights stored in bf16, fp32 arithmetic; outputs then differ)")
     ap.add_argument("--wav-tol", type=float, default=1e-3)
     ap.add_argument("--json", help="also write every measurement here")
     args = ap.parse_args()

@@ -200,7 +200,8 @@ def test_guidance_mode_auto_and_validation():
     from metis_speech.decoding import _guidance_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert _guidance_mode(DecodeSettings(), cpu) == "packed"
+    assert _guidance_mode(DecodeSettings(), cpu) == "separate"
+    assert _guidance_mode(DecodeSettings(guidance_mode="packed"), cpu) == "packed"
     assert _guidance_mode(DecodeSettings(), cuda) == "batched"
     assert _guidance_mode(DecodeSettings(guidance=0), cpu) == "none"
     assert _guidance_mode(DecodeSettings(batch_guidance=False), cpu) == "separate"
