@@ -440,7 +440,15 @@ def main():
         res = {}
         for side in order:
             if side == "reference":
-                o = run_reference(classes, work, req, args, dev, dtype)
+                try:
+                    o = run_reference(classes, work, req, args, dev, dtype)
+                except RuntimeError as e:  # the reference's loops make fp32 tensors; bf16 weights may clash
+                    if dtype == torch.float32:
+                        raise
+                    print(f"      reference with {args.dtype} weights failed ({str(e).splitlines()[0][:120]}); "
+                          f"running it with fp32 weights under autocast({args.dtype}) instead")
+                    with torch.autocast(dev.type, dtype=dtype):
+                        o = run_reference(classes, work, req, args, dev, torch.float32)
                 last_ref = o
             else:
                 o = run_ours(work, req, args, dev, args.dtype, codes_for_decoder=last_ref["codes"] if last_ref else None)
