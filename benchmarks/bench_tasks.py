@@ -3,6 +3,8 @@
     python benchmarks/bench_tasks.py tiny                 # every task on the tiny preset
     python benchmarks/bench_tasks.py official-tts         # 5 s TTS, official sizes, random weights
     python benchmarks/bench_tasks.py official-memory      # SE networks only vs every network loaded
+    python benchmarks/bench_tasks.py small                # the shipped small model, every task it has
+    common: --device cpu|cuda  --dtype fp32|bf16  --preset default|fast  --int8 (CPU)
 
 Networks come from ``random:<preset>`` sources (random weights: the output is noise; the
 cost is that of the real networks). Every measurement runs in a fresh subprocess so that
@@ -48,11 +50,15 @@ def one(spec: dict) -> dict:
     from metis_speech.pipeline import Metis
 
     torch.manual_seed(0)
+    if spec.get("threads"):
+        torch.set_num_threads(int(spec["threads"]))
     rss0 = _rss_mb()
     t0 = time.perf_counter()
-    m = Metis.from_pretrained(spec["task"], f"random:{spec['preset']}", device=spec.get("device", "cpu"),
-                              dtype=spec.get("dtype", "fp32"), phone_vocab=str(VOCAB) if VOCAB.exists() else None,
-                              lazy=spec.get("load") == "task")
+    source = "small" if spec["preset"] == "small" else f"random:{spec['preset']}"
+    m = Metis.from_pretrained(spec["task"], source, device=spec.get("device", "cpu"),
+                              dtype=spec.get("dtype", "fp32"), phone_vocab=str(VOCAB) if VOCAB.exists() and source != "small" else None,
+                              lazy=spec.get("load") == "task", preset=spec.get("decoding", "default"),
+                              quantize="int8" if spec.get("int8") else None)
     if spec.get("load") == "all":  # every network of the system (one stage 1)
         for name in ("stage1", "ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "visual"):
             m._net(name)
@@ -103,31 +109,46 @@ def _print(rows, cols):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="?", choices=["tiny", "official-tts", "official-memory"], default="tiny")
+    ap.add_argument("what", nargs="?", choices=["tiny", "small", "official-tts", "official-memory"], default="tiny")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtypes", default="fp32,bf16")
+    ap.add_argument("--dtype", choices=["fp32", "bf16"], help="one dtype (overrides --dtypes)")
+    ap.add_argument("--preset", default="default", choices=["default", "fast"], help="decoding preset")
+    ap.add_argument("--int8", action="store_true", help="CPU: int8 dynamic quantisation of stage 1 and S2A")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads in each measurement")
     ap.add_argument("--warmup", action="store_true", help="official-tts: one untimed request first (loading excluded)")
-    ap.add_argument("--settings", default="reference,fewer-steps", help="official-tts: which step settings to run")
+    ap.add_argument("--settings", default="reference,fast", help="official-tts: which decoding settings to run "
+                    "(reference = the reference's default steps, fast = the fast preset)")
     ap.add_argument("--json")
     ap.add_argument("--one", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one(json.loads(args.one))))
         return
+    if args.dtype:
+        args.dtypes = args.dtype
+    extra = {"decoding": args.preset, "int8": args.int8, **({"threads": args.threads} if args.threads else {})}
     rows = []
-    if args.what == "tiny":
+    if args.what == "small":
+        print(f"== shipped small model, {args.device} {args.dtypes.split(',')[0]}, preset {args.preset}"
+              f"{', int8' if args.int8 else ''}, 5 s input/output (TTS: 3 s prompt), one warm-up request first")
+        for task in ("tts", "vc", "tse", "se"):
+            rows.append(_sub({"task": task, "preset": "small", "device": args.device, "dtype": args.dtypes.split(",")[0],
+                              "load": "task", **extra}))
+        _print(rows, ["task", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
+    elif args.what == "tiny":
         print(f"== tiny preset, random weights, {args.device}, reference default steps, 5 s input/output")
         for task in ("tts", "vc", "tse", "se"):
-            rows.append(_sub({"task": task, "preset": "tiny", "device": args.device, "dtype": "fp32", "load": "task"}))
+            rows.append(_sub({"task": task, "preset": "tiny", "device": args.device, "dtype": "fp32", "load": "task", **extra}))
         _print(rows, ["task", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
     elif args.what == "official-tts":
         print(f"== official sizes, random weights, one 5 s TTS request (3 s prompt), {args.device}")
         for dtype in args.dtypes.split(","):
-            for label, steps in (("reference", {}), ("fewer-steps", {"steps": 10, "s2a_steps": [10, 4]})):
+            for label, steps in (("reference", {}), ("fast", {"decoding": "fast"})):
                 if label not in args.settings.split(","):
                     continue
                 r = _sub({"task": "tts", "preset": "official", "device": args.device, "dtype": dtype, "load": "task",
-                          "warmup": args.warmup, **steps, "setting": label})
+                          "warmup": args.warmup, **extra, **steps, "setting": label})
                 rows.append(r)
                 _print([r], ["setting", "dtype", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
     else:

@@ -46,6 +46,8 @@ def main(argv=None) -> int:
     ap.add_argument("--s2a-steps", default=None, help="S2A steps per layer, comma separated")
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--preset", default="default", choices=["default", "fast"], help="decoding preset")
+    ap.add_argument("--int8", action="store_true", help="CPU int8 dynamic quantisation of stage 1 and S2A")
     args = ap.parse_args(argv)
 
     from tqdm import tqdm
@@ -66,7 +68,8 @@ def main(argv=None) -> int:
     if args.s2a_steps:
         kw["s2a_steps"] = [int(x) for x in args.s2a_steps.split(",")]
     try:
-        model = Metis.from_pretrained(task, args.model, device=args.device)
+        model = Metis.from_pretrained(task, args.model, device=args.device, preset=args.preset,
+                                      quantize="int8" if args.int8 else None)
     except MetisError as e:
         sys.exit(f"error: {e}")
     gen_s = audio_s = 0.0

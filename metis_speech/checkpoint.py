@@ -30,6 +30,7 @@ __all__ = [
     "save_weights",
     "load_state_dict_strict",
     "load_weights",
+    "map_weights",
     "check_keys",
     "build_empty",
     "merge_adapter",
@@ -147,15 +148,95 @@ def load_state_dict_strict(
             target.copy_(v.to(dtype=target.dtype))
 
 
-def load_weights(module: nn.Module, path: PathLike, allow_missing: Iterable[str] = ()) -> nn.Module:
+_ST_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16, "F64": torch.float64,
+              "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+              "BOOL": torch.bool}
+
+
+def map_weights(path: PathLike) -> Optional[Dict[str, torch.Tensor]]:
+    """The tensors of a safetensors file as views of one private (copy-on-write) memory map
+    of it: nothing is read until used, the pages are the file's (page cache, shared between
+    processes, dropped under memory pressure), and writing to a tensor copies only its pages.
+    None when the file cannot be mapped this way (an unknown dtype, a misaligned tensor)."""
+    import json
+    import struct
+
+    path = Path(path)
+    size = path.stat().st_size
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        if n > size - 8:
+            return None
+        header = json.loads(f.read(n))
+    header.pop("__metadata__", None)
+    storage = torch.UntypedStorage.from_file(str(path), shared=False, nbytes=size)
+    out = {}
+    for k, info in header.items():
+        dtype = _ST_DTYPES.get(info["dtype"])
+        if dtype is None:
+            return None
+        start, end = info["data_offsets"]
+        item = torch.empty((), dtype=dtype).element_size()
+        offset = 8 + n + start
+        if offset % item or (end - start) != item * _numel(info["shape"]):
+            return None
+        t = torch.empty(0, dtype=dtype)
+        t.set_(storage, offset // item, tuple(info["shape"]), _contiguous_strides(info["shape"]))
+        out[k] = t
+    return out
+
+
+def _numel(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _contiguous_strides(shape) -> Tuple[int, ...]:
+    strides, acc = [], 1
+    for d in reversed(shape):
+        strides.append(acc)
+        acc *= max(1, int(d))
+    return tuple(reversed(strides))
+
+
+def _assign_mapped(module: nn.Module, path: Path, allow_missing: Iterable[str]) -> bool:
+    """Point the module's parameters and buffers at a memory map of ``path`` (no copy) when
+    every tensor there has the module's dtype and the module is on the CPU; False otherwise."""
+    mapped = map_weights(path)
+    if mapped is None:
+        return False
+    own = _targets(module)
+    check_keys(module, {k: tuple(v.shape) for k, v in mapped.items()}, str(path), allow_missing)
+    if any(own[k].device.type != "cpu" or own[k].dtype != v.dtype for k, v in mapped.items()):
+        return False
+    with torch.no_grad():
+        for k, v in mapped.items():
+            own[k].data = v
+    return True
+
+
+def load_weights(module: nn.Module, path: PathLike, allow_missing: Iterable[str] = (), mmap: bool = False) -> nn.Module:
     """Strictly load a safetensors file into ``module`` in place, one tensor at a time
-    (peak memory = the model + its largest tensor); returns the module."""
+    (peak memory = the model + its largest tensor); returns the module.
+
+    ``mmap=True``: when the file's dtypes are the module's (and it is on the CPU), the
+    module's tensors become views of a private memory map of the file instead of copies
+    (:func:`map_weights`): loading costs no time, and memory holds only what is used."""
     path = Path(path)
     if path.suffix.lower() in _PICKLE_SUFFIXES:
         raise CheckpointError(f"{path}: refusing to read a pickle-based checkpoint; convert it to .safetensors")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such weight file")
     from safetensors import SafetensorError, safe_open
+
+    if mmap:
+        try:
+            if _assign_mapped(module, path, allow_missing):
+                return module
+        except (ValueError, RuntimeError, OSError, KeyError, TypeError):
+            pass  # not mappable: the copying load below says what is wrong, if anything
 
     try:
         with safe_open(str(path), framework="pt") as f:

@@ -48,7 +48,14 @@ class DecodeSettings:
     temperature: float = 0.9
     filter_thres: float = 0.98  # keep the top ceil((1 - filter_thres)·V) logits
     rescale_scope: str = "item"  # "item" or "batch" (reference)
-    batch_guidance: Optional[bool] = None  # one batched forward for cond+uncond; None = auto (GPU only)
+    batch_guidance: Optional[bool] = None  # True: "batched", False: "separate" (overrides guidance_mode)
+    # how the conditional and unconditional passes run: "packed" (one forward, the two
+    # sequences side by side in one row, attention kept within each: no padding), "batched"
+    # (one forward, two rows, the shorter padded), "separate" (two forwards), or "auto"
+    # (separate on CPU, batched on GPU: on this 2-core CPU the packed pass's dense attention
+    # mask made the small model's attention the larger cost, so packing is opt-in there).
+    # All give the same result up to float rounding.
+    guidance_mode: str = "auto"
 
     def __post_init__(self):
         if not isinstance(self.steps, (int, np.integer)) or self.steps < 1:
@@ -65,6 +72,8 @@ class DecodeSettings:
             raise ValueError(f"filter_thres must be in [0, 1), got {self.filter_thres}")
         if self.rescale_scope not in ("item", "batch"):
             raise ValueError("rescale_scope must be 'item' or 'batch'")
+        if self.guidance_mode not in ("auto", "packed", "batched", "separate"):
+            raise ValueError("guidance_mode must be 'auto', 'packed', 'batched' or 'separate'")
 
 
 def top_k_count(filter_thres: float, vocab: int) -> int:
@@ -200,10 +209,58 @@ def masked_decode(
     return seq.masked_fill(~valid, 0)
 
 
-def _use_batched_guidance(settings: DecodeSettings, device: torch.device) -> bool:
+def _guidance_mode(settings: DecodeSettings, device: torch.device) -> str:
+    """How the guidance pair runs (see :class:`DecodeSettings`); "none" without guidance."""
+    if settings.guidance <= 0:
+        return "none"
     if settings.batch_guidance is not None:
-        return settings.batch_guidance
-    return device.type != "cpu"
+        return "batched" if settings.batch_guidance else "separate"
+    if settings.guidance_mode != "auto":
+        return settings.guidance_mode
+    return "separate" if device.type == "cpu" else "batched"
+
+
+class _GuidedForward:
+    """The transformer passes of one decoding run, with everything that does not change
+    across its steps made once: rotary tables, attention masks (and, per step, the step
+    embedding, shared by the conditional and unconditional passes).
+
+    Conditional input (B, C+T, H) = [context ; target]; unconditional input (B, T, H) = the
+    target alone. ``__call__`` returns (h_cond, h_uncond) over the target, (B, T, H) each
+    (h_uncond None without guidance).
+    """
+
+    def __init__(self, est, mode: str, B: int, C: int, T: int, key_mask: torch.Tensor, tmask: torch.Tensor, dtype):
+        self.est, self.mode, self.B, self.C, self.T = est, mode, B, C, T
+        dev = key_mask.device
+        H = est.hidden_size
+        L = C + T
+        if mode == "packed":  # one row: [context ; target | target], positions restart at the second
+            pos = torch.cat([torch.arange(L, device=dev), torch.arange(T, device=dev)]).expand(B, L + T)
+            seg = torch.cat([torch.zeros(L, dtype=torch.long, device=dev), torch.ones(T, dtype=torch.long, device=dev)])
+            self.prep = est.prepare((B, L + T, H), dtype, dev, torch.cat([key_mask, tmask], 1), pos, seg)
+        elif mode == "batched":  # two rows, the unconditional one right-padded to L
+            m_u = torch.cat([tmask, tmask.new_zeros(B, C)], dim=1)
+            self.prep = est.prepare((2 * B, L, H), dtype, dev, torch.cat([key_mask, m_u]))
+        else:
+            self.prep = est.prepare((B, L, H), dtype, dev, key_mask)
+            self.prep_u = est.prepare((B, T, H), dtype, dev, tmask) if mode == "separate" else None
+
+    def __call__(self, x: torch.Tensor, x_u: Optional[torch.Tensor], t: float):
+        B, C, T = self.B, self.C, self.T
+        tt = torch.full((B,), t, device=x.device, dtype=torch.float32)
+        c = self.est.step_embedding(tt)  # (B, H), the same for both passes
+        if self.mode == "packed":
+            h = self.est(torch.cat([x, x_u], dim=1), tt, step_emb=c, prepared=self.prep)
+            return h[:, C : C + T], h[:, C + T :]
+        if self.mode == "batched":
+            x_uu = torch.cat([x_u, x_u.new_zeros(B, C, x_u.shape[-1])], dim=1)
+            h = self.est(torch.cat([x, x_uu]), torch.cat([tt, tt]), step_emb=torch.cat([c, c]), prepared=self.prep)
+            return h[:B, C:], h[B:, :T]
+        h_c = self.est(x, tt, step_emb=c, prepared=self.prep)[:, C:]
+        if self.mode == "none":
+            return h_c, None
+        return h_c, self.est(x_u, tt, step_emb=c, prepared=self.prep_u)
 
 
 def _pad_stack(seqs: Sequence[torch.Tensor], length: int, left: bool, value=0) -> Tuple[torch.Tensor, torch.Tensor]:
@@ -287,24 +344,15 @@ def stage1_generate(
     key_mask = torch.cat([ctx_valid, target_valid], dim=1).to(dtype)
     tmask = target_valid.to(dtype)
     use_cfg = settings.guidance > 0
-    batched = use_cfg and _use_batched_guidance(settings, torch.device(dev))
     per_item = settings.rescale_scope == "item"
-    est = model.diff_estimator
+    passes = _GuidedForward(model.diff_estimator, _guidance_mode(settings, torch.device(dev)), B, C, T, key_mask,
+                            tmask, dtype)
 
     def step(seq: torch.Tensor, masked: torch.Tensor, t: float) -> torch.Tensor:
-        tt = torch.full((B,), t, device=dev, dtype=torch.float32)
         cur = model.embed_tokens(seq, masked)
         if adapted_target is not None:
             cur = cur + adapted_target
-        x = torch.cat([ctx, cur], dim=1)
-        if batched:
-            x_u = torch.cat([cur, cur.new_zeros(B, C, cur.shape[-1])], dim=1)
-            m_u = torch.cat([tmask, tmask.new_zeros(B, C)], dim=1)
-            h = est(torch.cat([x, x_u]), torch.cat([tt, tt]), torch.cat([key_mask, m_u]))
-            h_c, h_u = h[:B, C:], h[B:, :T]
-        else:
-            h_c = est(x, tt, key_mask)[:, C:]
-            h_u = est(cur, tt, tmask) if use_cfg else None
+        h_c, h_u = passes(torch.cat([ctx, cur], dim=1), cur, t)
         h = h_c
         if use_cfg:
             h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
@@ -375,8 +423,9 @@ def s2a_generate(
         g = kc.shape[-1]
         codes[..., :g] = kc[..., : min(g, n_layers)]
     use_cfg = settings.guidance > 0
-    batched = use_cfg and _use_batched_guidance(settings, torch.device(dev))
     per_item = settings.rescale_scope == "item"
+    passes = _GuidedForward(model.diff_estimator, _guidance_mode(settings, torch.device(dev)), B, Tp, T, x_mask,
+                            target_valid.to(dtype), dtype)
 
     for layer in range(g, n_layers):
         lower = model.embed_lower(codes, layer)
@@ -385,19 +434,9 @@ def s2a_generate(
         layer_settings = DecodeSettings(**{**settings.__dict__, "steps": int(steps[layer])})
 
         def step(seq, masked, t, layer=layer, lower=lower, cond_mlp=cond_mlp):
-            tt = torch.full((B,), t, device=dev, dtype=torch.float32)
             cur = model.embed_target(lower, seq, masked, layer)
             x = torch.cat([prompt_emb, cur], dim=1) + cond_mlp
-            x_u = cur + cond_mlp[:, Tp:]
-            if batched:
-                L = x.shape[1]
-                x_uu = torch.cat([x_u, x_u.new_zeros(B, L - T, x_u.shape[-1])], dim=1)
-                m_u = torch.cat([target_valid.to(dtype), x_mask.new_zeros(B, L - T)], dim=1)
-                h = model.diff_estimator(torch.cat([x, x_uu]), torch.cat([tt, tt]), torch.cat([x_mask, m_u]))
-                h_c, h_u = h[:B, Tp:], h[B:, :T]
-            else:
-                h_c = model.diff_estimator(x, tt, x_mask)[:, Tp:]
-                h_u = model.diff_estimator(x_u, tt, target_valid.to(dtype)) if use_cfg else None
+            h_c, h_u = passes(x, cur + cond_mlp[:, Tp:], t)
             h = h_c
             if use_cfg:
                 h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)

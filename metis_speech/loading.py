@@ -8,8 +8,10 @@ checkpoint directories (``model.safetensors`` + ``config.json``).
 - :func:`save_checkpoint` / :func:`load_checkpoint` write and read a directory with the
   config saved next to the weights.
 
-Networks are built on the meta device and then filled by a strict, streaming load, so no
-time is spent on random initialisation and peak memory stays near the model size.
+Networks are built on the meta device and then filled by a strict load, so no time is spent
+on random initialisation. When a file's dtype is the network's (fp32 official files into an
+fp32 network on the CPU) the weights are memory-mapped, not copied (``checkpoint.map_weights``):
+loading is instant and memory holds one copy of the weights (the file's pages), never two.
 """
 
 from __future__ import annotations
@@ -81,7 +83,7 @@ def load_component(
     f = hub.FILES[name]
     path = hub.resolve(name, source)
     model = build_model(load_preset(preset, f.component), "cpu", empty=True)
-    load_weights(model, path)
+    load_weights(model, path, mmap=True)
     return _finish(model, device, dtype)
 
 
@@ -104,10 +106,10 @@ def load_stage1(
     cfg = load_preset(preset, spec.component)
     model = build_model(cfg, "cpu", empty=True)
     if adapter_path is not None:
-        load_weights(model, base_path, allow_missing=[r"cond_adapter\."])
+        load_weights(model, base_path, allow_missing=[r"cond_adapter\."], mmap=True)
         merge_adapter(model, adapter_path)
     else:
-        load_weights(model, base_path)
+        load_weights(model, base_path, mmap=True)
     if lora_path is not None:
         merge_lora(model, lora_path, alpha=spec.lora_alpha, rank=spec.lora_rank)
     return _finish(model, device, dtype)
@@ -142,5 +144,5 @@ def load_checkpoint(
         raise CheckpointError(f"{directory}: no {CONFIG_NAME} next to the weights (not a metis-speech checkpoint?)")
     cfg = load_config(cfg_path)
     model = build_model(cfg, "cpu", empty=True)
-    load_weights(model, directory / WEIGHTS_NAME)
+    load_weights(model, directory / WEIGHTS_NAME, mmap=True)
     return _finish(model, device, dtype)

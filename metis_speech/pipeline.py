@@ -41,7 +41,7 @@ from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check
 from .shipped import Choice, choose_source
 from .sources import ModelSource
 
-__all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "pick_device"]
+__all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "FAST", "PRESETS", "pick_device"]
 
 AudioInput = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
 
@@ -67,6 +67,20 @@ DEFAULTS: Dict[str, TaskDefaults] = {
     "omni": TaskDefaults(10, 0.0),
     "l2s": TaskDefaults(25, 0.0),
 }
+
+
+#: the ``fast`` decoding preset: fewer stage-1 and S2A steps (quality cost in the README)
+FAST: Dict[str, TaskDefaults] = {
+    "tts": TaskDefaults(10, 2.5, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+    "vc": TaskDefaults(8, 1.0, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+    "tse": TaskDefaults(5, 0.0, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+    "se": TaskDefaults(5, 0.0, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+    "omni": TaskDefaults(5, 0.0, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+    "l2s": TaskDefaults(10, 0.0, s2a_steps=(10, 4, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1)),
+}
+
+#: decoding presets by name: ``default`` (the reference's settings) and ``fast``
+PRESETS: Dict[str, Dict[str, TaskDefaults]] = {"default": DEFAULTS, "fast": FAST}
 
 
 @dataclass
@@ -101,6 +115,12 @@ _DTYPES = {"fp32": torch.float32, "float32": torch.float32, "bf16": torch.bfloat
            "fp16": torch.float16, "float16": torch.float16}
 
 
+def _native_half(dtype: torch.dtype) -> bool:
+    from .models.precision import cpu_has_bf16
+
+    return dtype == torch.bfloat16 and cpu_has_bf16()
+
+
 def _dtype(dtype) -> torch.dtype:
     if dtype is None:
         return torch.float32
@@ -125,15 +145,26 @@ _NEEDS = {
 class Metis:
     """One task of Metis, ready to run. Build it with :meth:`from_pretrained`."""
 
-    def __init__(self, task: str, sources: ModelSource, device: torch.device, dtype: torch.dtype, lazy: bool = False):
+    def __init__(self, task: str, sources: ModelSource, device: torch.device, dtype: torch.dtype, lazy: bool = False,
+                 preset: str = "default", quantize: Optional[str] = None):
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
+        if preset not in PRESETS:
+            raise MetisError(f"unknown decoding preset {preset!r}; choose one of {sorted(PRESETS)}")
+        if quantize not in (None, "int8"):
+            raise MetisError(f"unknown quantisation {quantize!r}; the only one is 'int8' (CPU)")
+        if quantize == "int8" and device.type != "cpu":
+            raise MetisError("int8 quantisation runs on the CPU only; drop it or use --device cpu")
         self.task = task
         self.device = device
-        self.dtype = dtype
+        # bf16/fp16 on a CPU without native bf16: weights stored in half precision, fp32 arithmetic
+        self.half_storage = dtype if (device.type == "cpu" and dtype != torch.float32 and not _native_half(dtype)) else None
+        self.dtype = torch.float32 if (self.half_storage is not None or quantize) else dtype
+        self.quantize = quantize
+        self.preset = preset
         self._src = sources
         self._nets: Dict[str, Any] = {}
-        self.defaults = DEFAULTS[task]
+        self.defaults = PRESETS[preset][task]
         self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
             self.load_all()
@@ -150,6 +181,8 @@ class Metis:
         ssl_stats: Optional[str] = None,
         phone_vocab: Optional[str] = None,
         lazy: bool = False,
+        preset: str = "default",
+        quantize: Optional[str] = None,
     ) -> "Metis":
         """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
 
@@ -162,6 +195,12 @@ class Metis:
         :mod:`metis_speech.shipped`. ``model.choice.line`` says which model it is and why.
         Only the networks the task needs are loaded; ``lazy=True`` defers loading to first
         use, and the task methods check their inputs before loading anything.
+
+        ``preset``: the decoding defaults, ``"default"`` (the reference's) or ``"fast"``
+        (fewer stage-1 and S2A steps); explicit ``steps=`` etc. still win. ``dtype="bf16"``
+        on a CPU without native bf16 keeps the large weights in bf16 and computes in fp32.
+        ``quantize="int8"`` (CPU, opt-in): int8 dynamic quantisation of the linear layers of
+        stage 1 and S2A (faster, smaller, slightly different output).
         """
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
@@ -169,7 +208,8 @@ class Metis:
         source = choice.source
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
-        model = cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype), lazy=True)
+        model = cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype),
+                    lazy=True, preset=preset, quantize=quantize)
         model.choice = choice
         return model if lazy else model.load_all()
 
@@ -190,10 +230,23 @@ class Metis:
         elif name == "phones":
             self._nets[name] = self._src.phone_tokenizer()
         elif name == "s2a":
-            self._nets["s2a_1layer"] = self._src.component("s2a_1layer", dev, dt)
+            self._nets["s2a_1layer"] = self._lean(self._src.component("s2a_1layer", dev, dt), True)
             self._nets[name] = self._src.component("s2a_full", dev, dt)
         else:
             self._nets[name] = self._src.component(name, dev, dt)
+        self._nets[name] = self._lean(self._nets[name], name in ("stage1", "s2a"))
+
+    def _lean(self, net, generative: bool):
+        """int8 (stage 1 and S2A) or half-precision storage, as this model was asked for."""
+        if net is None or not isinstance(net, torch.nn.Module):
+            return net
+        from .models.precision import quantize_int8, store_half
+
+        if self.quantize == "int8" and generative:
+            return quantize_int8(net)
+        if self.half_storage is not None and generative:
+            return store_half(net, self.half_storage)
+        return net
 
     def load_all(self) -> "Metis":
         self._net("stage1")
@@ -207,7 +260,8 @@ class Metis:
         so that several tasks held together (a server) keep one copy of them. Call it on a
         ``lazy=True`` model before its first use."""
         same = (str(self._src.source) == str(other._src.source) and self.device == other.device
-                and self.dtype == other.dtype and self._src.ssl_source == other._src.ssl_source
+                and self.dtype == other.dtype and self.quantize == other.quantize
+                and self.half_storage == other.half_storage and self._src.ssl_source == other._src.ssl_source
                 and self._src.stats == other._src.stats and self._src.phone_vocab == other._src.phone_vocab)
         if same:
             for name, net in other._nets.items():

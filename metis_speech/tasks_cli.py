@@ -59,6 +59,10 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
         g.add_argument("--omni", action="store_true", help="use the omni model (needed for --text)")
     g.add_argument("--device", default=None, help="cuda, mps or cpu (default: the first available)")
     g.add_argument("--dtype", default="fp32", choices=["fp32", "bf16", "fp16"], help="compute precision")
+    g.add_argument("--preset", default="default", choices=["default", "fast"],
+                   help="decoding defaults: the reference's, or 'fast' (fewer stage-1/S2A steps; README has its cost)")
+    g.add_argument("--int8", action="store_true", help="CPU: int8 dynamic quantisation of stage 1 and S2A (opt-in; "
+                   "faster, slightly different output)")
     g.add_argument("--steps", type=int, default=None, help="stage-1 decoding steps (default: the task's)")
     g.add_argument("--guidance", type=float, default=None, help="stage-1 guidance scale (default: the task's)")
     g.add_argument("--temperature", type=float, default=None, help="stage-1 sampling temperature")
@@ -187,7 +191,8 @@ def _run(args) -> int:
     from .pipeline import Metis
 
     model = Metis.from_pretrained(load_task, choice, device=args.device, dtype=args.dtype,
-                                  ssl_model=args.ssl_model, ssl_stats=args.ssl_stats)
+                                  ssl_model=args.ssl_model, ssl_stats=args.ssl_stats, preset=args.preset,
+                                  quantize="int8" if args.int8 else None)
     common = dict(steps=args.steps, guidance=args.guidance, temperature=args.temperature, s2a_steps=s2a_steps)
     bs = max(1, int(args.batch_size))
     bar = tqdm(total=len(items), desc=task, unit="item", disable=len(items) < 2)

@@ -130,3 +130,29 @@ def test_peft_lora_round_trip_merged_equals_unmerged(tmp_path):
         "model.cond_adapter.gate_scale", "model.cond_adapter.in_linear.weight", "model.cond_adapter.in_linear.bias",
         "model.cond_adapter.out_linear.weight", "model.cond_adapter.out_linear.bias",
     }
+
+
+def test_mapped_load_equals_copied_load_and_does_not_copy(tmp_path):
+    import os
+
+    from safetensors.torch import save_file
+
+    from metis_speech.checkpoint import build_empty, load_weights, map_weights
+    from metis_speech.config import Stage1Config
+    from metis_speech.models.stage1 import Stage1Model
+
+    cfg = Stage1Config(hidden_size=32, num_layers=1, num_heads=2, codebook_size=50, use_phone_cond=True)
+    src = Stage1Model(cfg)
+    path = tmp_path / "m.safetensors"
+    save_file({k: v.contiguous() for k, v in src.state_dict().items()}, str(path))
+    copied = load_weights(build_empty(lambda: Stage1Model(cfg)), path)
+    mapped = load_weights(build_empty(lambda: Stage1Model(cfg)), path, mmap=True)
+    for (k, a), b in zip(copied.state_dict().items(), mapped.state_dict().values()):
+        assert torch.equal(a, b), k
+    w = mapped.to_logit.weight
+    assert w.untyped_storage().nbytes() == os.path.getsize(path)  # a view of the file's map
+    assert set(map_weights(path)) == set(src.state_dict())
+    # a dtype that differs from the file's falls back to a copying load
+    half = load_weights(build_empty(lambda: Stage1Model(cfg), dtype=torch.float16), path, mmap=True)
+    assert half.to_logit.weight.dtype == torch.float16
+    assert half.to_logit.weight.untyped_storage().nbytes() < os.path.getsize(path)

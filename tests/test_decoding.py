@@ -139,3 +139,71 @@ def test_bad_settings_rejected(kwargs, match):
 def test_condition_length_mismatch_is_explained(omni):
     with pytest.raises(ValueError, match="frame condition has 5 frames"):
         stage1_generate(omni, [6], [torch.tensor([1, 2])], None, [torch.randn(5, 12)], DecodeSettings(steps=2))
+
+
+@pytest.mark.parametrize("mode", ["packed", "batched"])
+def test_one_forward_guidance_pair_equals_two_forwards(omni, mode):
+    """The guidance pair in one forward (packed side by side, or batched as two rows) gives
+    the same ids as two separate forwards at the same seed, batch of two with padding."""
+    g = torch.Generator().manual_seed(2)
+    prompts = [torch.randint(0, 96, (n,), generator=g) for n in (5, 3)]
+    phones = [torch.randint(0, 300, (n,), generator=g) for n in (4, 7)]
+    lens = [9, 6]
+    conds = [torch.randn(p.shape[0] + n, 12, generator=g) for p, n in zip(prompts, lens)]
+    out = {}
+    for m in ("separate", mode):
+        s = DecodeSettings(steps=5, guidance=2.5, temperature=0.9, guidance_mode=m)
+        gens = [torch.Generator().manual_seed(i) for i in (3, 4)]
+        out[m] = stage1_generate(omni, lens, prompts, phones, conds, s, gens)
+    for a, b in zip(out["separate"], out[mode]):
+        assert torch.equal(a, b)
+
+
+def test_packed_forward_hidden_states_match_separate(omni):
+    """One packed forward = the conditional and unconditional forwards, within float rounding."""
+    from metis_speech.decoding import _GuidedForward
+
+    est = omni.diff_estimator
+    B, C, T, H = 2, 6, 5, 64
+    g = torch.Generator().manual_seed(0)
+    x, x_u = torch.randn(B, C + T, H, generator=g), torch.randn(B, T, H, generator=g)
+    key_mask = torch.ones(B, C + T)
+    key_mask[1, :2] = 0  # a left-padded context
+    tmask = torch.ones(B, T)
+    tmask[0, -1] = 0  # a right-padded target
+    with torch.no_grad():
+        sep = _GuidedForward(est, "separate", B, C, T, key_mask, tmask, torch.float32)(x, x_u, 0.6)
+        for mode in ("packed", "batched"):
+            got = _GuidedForward(est, mode, B, C, T, key_mask, tmask, torch.float32)(x, x_u, 0.6)
+            valid = tmask.bool()
+            for a, b in zip(sep, got):
+                scale = float(a[valid].abs().max())
+                assert float((a[valid] - b[valid]).abs().max()) <= 2e-6 * scale, mode
+        ref_c = est(x, torch.full((B,), 0.6), key_mask)[:, C:]
+        assert torch.equal(sep[0], ref_c)
+
+
+def test_s2a_one_forward_guidance_pair_equals_two_forwards(s2a):
+    sem = [torch.randint(0, 96, (12,), generator=torch.Generator().manual_seed(1)), torch.randint(0, 96, (9,))]
+    prompt = [torch.randint(0, 40, (4, 3)), torch.randint(0, 40, (2, 3))]
+    out = []
+    for mode in ("separate", "packed", "batched"):
+        s = DecodeSettings(guidance=2.5, temperature=1.5, guidance_mode=mode)
+        gens = [torch.Generator().manual_seed(i) for i in (5, 6)]
+        out.append(s2a_generate(s2a, sem, prompt, [4, 2, 1], s, generator=gens))
+    for other in out[1:]:
+        for a, b in zip(out[0], other):
+            assert torch.equal(a, b)
+
+
+def test_guidance_mode_auto_and_validation():
+    from metis_speech.decoding import _guidance_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert _guidance_mode(DecodeSettings(), cpu) == "separate"
+    assert _guidance_mode(DecodeSettings(guidance_mode="packed"), cpu) == "packed"
+    assert _guidance_mode(DecodeSettings(), cuda) == "batched"
+    assert _guidance_mode(DecodeSettings(guidance=0), cpu) == "none"
+    assert _guidance_mode(DecodeSettings(batch_guidance=False), cpu) == "separate"
+    with pytest.raises(ValueError, match="guidance_mode"):
+        DecodeSettings(guidance_mode="fused")

@@ -14,13 +14,13 @@ Parameter names follow the official checkpoints: ``layers.N.self_attn.{q,k,v,o}_
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple
+from typing import NamedTuple, Optional, Tuple
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-__all__ = ["AdaptiveRMSNorm", "RotaryEmbedding", "Attention", "SwiGLU", "Block", "DiffTransformer", "step_sinusoid"]
+__all__ = ["AdaptiveRMSNorm", "RotaryEmbedding", "Attention", "SwiGLU", "Block", "DiffTransformer", "Prepared", "step_sinusoid"]
 
 
 def step_sinusoid(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -167,6 +167,15 @@ def init_weights(model: nn.Module) -> None:
                     m.weight[m.padding_idx].zero_()
 
 
+class Prepared(NamedTuple):
+    """What every step of one decoding run shares: rotary tables (B, L, d) and the additive
+    attention bias ((B, 1, 1|L, L) or None)."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    bias: Optional[torch.Tensor]
+
+
 def _mlp(d_in: int, d_hidden: int, d_out: int) -> nn.Sequential:
     return nn.Sequential(nn.Linear(d_in, d_hidden), nn.SiLU(), nn.Linear(d_hidden, d_out))
 
@@ -206,7 +215,37 @@ class DiffTransformer(nn.Module):
 
     def step_embedding(self, t: torch.Tensor) -> torch.Tensor:
         """t: (B,) -> (B, H), the vector that drives every adaptive norm."""
-        return self.diff_step_mlp(step_sinusoid(t, self.hidden_size).to(self.diff_step_mlp[0].weight.dtype))
+        first = self.diff_step_mlp[0]
+        w = first.weight
+        # int8 layers (weight is a method) and half-stored ones (precision.store_half) compute in fp32
+        dtype = w.dtype if torch.is_tensor(w) and not getattr(first, "upcast", False) else torch.float32
+        return self.diff_step_mlp(step_sinusoid(t, self.hidden_size).to(dtype))
+
+    def prepare(
+        self, x_shape, dtype: torch.dtype, device, key_mask: Optional[torch.Tensor] = None,
+        positions: Optional[torch.Tensor] = None, segments: Optional[torch.Tensor] = None,
+    ) -> "Prepared":
+        """Rotary tables and attention bias for inputs of shape ``x_shape`` (B, L, H), made once
+        and reused by every decoding step (they do not depend on the step).
+
+        ``segments`` (L,) int: packed sequences (e.g. the conditional and the unconditional
+        guidance passes side by side): a query attends only to keys of its own segment.
+        """
+        B, L = int(x_shape[0]), int(x_shape[1])
+        if positions is None:
+            positions = torch.arange(L, device=device).unsqueeze(0).expand(B, L)
+        cos, sin = self.rotary(positions, dtype)
+        bias = None
+        valid = key_mask.bool() if key_mask is not None else None
+        if segments is not None:
+            same = segments[:, None] == segments[None, :]  # (L, L)
+            allowed = same[None] if valid is None else same[None] & valid[:, None, :]  # (B|1, L, L)
+            bias = torch.zeros(allowed.shape[0], 1, L, L, dtype=dtype, device=device)
+            bias = bias.masked_fill(~allowed[:, None], torch.finfo(dtype).min)
+        elif valid is not None and not bool(valid.all()):
+            bias = torch.zeros(B, 1, 1, L, dtype=dtype, device=device)
+            bias = bias.masked_fill(~valid[:, None, None, :], torch.finfo(dtype).min)
+        return Prepared(cos, sin, bias)
 
     def forward(
         self,
@@ -215,21 +254,18 @@ class DiffTransformer(nn.Module):
         key_mask: Optional[torch.Tensor] = None,
         positions: Optional[torch.Tensor] = None,
         step_emb: Optional[torch.Tensor] = None,
+        prepared: Optional["Prepared"] = None,
     ) -> torch.Tensor:
         """x: (B, L, H), t: (B,), key_mask: (B, L) 1 = valid / 0 = padding -> (B, L, H).
 
         ``positions`` (B, L) default to 0..L-1. Padded positions are masked as keys; their
-        query rows are still computed (and ignored by callers).
+        query rows are still computed (and ignored by callers). ``prepared`` (from
+        :meth:`prepare`) replaces ``key_mask`` / ``positions`` when given.
         """
-        B, L, _ = x.shape
         c = self.step_embedding(t) if step_emb is None else step_emb
-        if positions is None:
-            positions = torch.arange(L, device=x.device).unsqueeze(0).expand(B, L)
-        cos, sin = self.rotary(positions, x.dtype)
-        bias = None
-        if key_mask is not None and not bool(key_mask.bool().all()):
-            bias = torch.zeros(B, 1, 1, L, dtype=x.dtype, device=x.device)
-            bias = bias.masked_fill(~key_mask.bool()[:, None, None, :], torch.finfo(x.dtype).min)
+        if prepared is None:
+            prepared = self.prepare(x.shape, x.dtype, x.device, key_mask, positions)
+        cos, sin, bias = prepared
         h = x
         for layer in self.layers:
             h = layer(h, c, cos, sin, bias)

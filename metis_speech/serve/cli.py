@@ -43,7 +43,8 @@ def _run(args) -> int:
 
         torch.set_num_threads(max(1, args.threads))
     defaults = {"steps": args.steps, "guidance": args.guidance, "s2a_steps": _s2a_steps(args.s2a_steps)}
-    engine = Engine(args.model, _tasks(args.tasks), args.device, args.dtype, defaults)
+    engine = Engine(args.model, _tasks(args.tasks), args.device, args.dtype, defaults, preset=args.preset,
+                    quantize="int8" if args.int8 else None)
     print(f"metis serve: loading {', '.join(engine.tasks)} from {args.model} ...", file=sys.stderr)
     engine.load()
     config = ServeConfig(data_dir=Path(args.data_dir), max_batch=args.max_batch, max_wait_ms=args.max_wait_ms,
@@ -75,6 +76,10 @@ def add_parser(sub) -> None:
     b.add_argument("--max-queue", type=int, default=64, help="queued items before answering 503 (default 64)")
     b.add_argument("--max-upload-mb", type=float, default=25.0, help="largest accepted upload in MB (default 25)")
     d = p.add_argument_group("decoding defaults (a request's own fields win)")
+    d.add_argument("--preset", default="default", choices=["default", "fast"],
+                   help="decoding defaults: the reference's, or 'fast' (fewer stage-1/S2A steps; README has its cost)")
+    d.add_argument("--int8", action="store_true", help="CPU: int8 dynamic quantisation of stage 1 and S2A (opt-in; "
+                   "faster, slightly different output)")
     d.add_argument("--steps", type=int, default=None, help="stage-1 decoding steps (default: the task's)")
     d.add_argument("--guidance", type=float, default=None, help="stage-1 guidance scale (default: the task's)")
     d.add_argument("--s2a-steps", default=None, help="S2A steps per RVQ layer, comma separated")

@@ -56,7 +56,8 @@ class Engine:
     ``guidance``, ``s2a_steps``) for requests that give none."""
 
     def __init__(self, model: str = "auto", tasks: Optional[Sequence[str]] = None, device: Optional[str] = None,
-                 dtype: str = "fp32", defaults: Optional[Dict[str, Any]] = None):
+                 dtype: str = "fp32", defaults: Optional[Dict[str, Any]] = None, preset: str = "default",
+                 quantize: Optional[str] = None):
         have = source_tasks(model)
         if tasks:
             missing = [t for t in tasks if t not in have]
@@ -73,6 +74,8 @@ class Engine:
         self.device = device
         self.dtype = dtype
         self.defaults = dict(defaults or {})
+        self.preset = preset  # decoding preset under the defaults: "default" or "fast"
+        self.quantize = quantize
         self.models: Dict[str, Any] = {}
         self.sample_rate = 24000
 
@@ -83,7 +86,8 @@ class Engine:
 
         for task in self.tasks:
             source = resolve_source(task, self.model_name)
-            m = Metis.from_pretrained(task, source, device=self.device, dtype=self.dtype, lazy=True)
+            m = Metis.from_pretrained(task, source, device=self.device, dtype=self.dtype, lazy=True,
+                                      preset=self.preset, quantize=self.quantize)
             for other in self.models.values():
                 m.share_networks(other)
             m.load_all()

@@ -178,3 +178,60 @@ def test_l2s_bad_video(models, audio_files, tmp_path):
     with pytest.raises(VideoError) as e:
         models("l2s").l2s(bad, audio_files["prompt"], crop_box=(0, 0, 10, 10))
     assert "bad.mp4" in str(e.value) and "\n" not in str(e.value)
+
+
+def test_fast_preset_fewer_steps_and_used_by_the_api(tiny_bundle, audio_files):
+    from metis_speech.pipeline import DEFAULTS, FAST as FAST_PRESET, PRESETS
+
+    assert set(PRESETS) == {"default", "fast"} and PRESETS["default"] is DEFAULTS
+    for task, d in DEFAULTS.items():
+        f = FAST_PRESET[task]
+        assert f.steps < d.steps and sum(f.s2a_steps) < sum(d.s2a_steps), task
+        assert (f.guidance, f.temperature) == (d.guidance, d.temperature), task
+    fast = Metis.from_pretrained("se", tiny_bundle, device="cpu", preset="fast")
+    assert fast.defaults is FAST_PRESET["se"]
+    assert fast._settings(None, None, None).steps == FAST_PRESET["se"].steps
+    assert fast._settings(3, None, None).steps == 3  # an explicit setting still wins
+    calls = []
+    fast._acoustic.__func__  # the S2A defaults come from the preset too
+    import metis_speech.pipeline as pl
+
+    orig = pl.s2a_generate
+
+    def spy(model, sem, prompts, steps, *a, **k):
+        calls.append(list(steps))
+        return orig(model, sem, prompts, steps, *a, **k)
+
+    pl.s2a_generate = spy
+    try:
+        out = fast.se(str(audio_files["source"]), seed=0)
+    finally:
+        pl.s2a_generate = orig
+    assert calls[-1][:2] == list(FAST_PRESET["se"].s2a_steps[:2])
+    assert np.isfinite(out.wav).all()
+    with pytest.raises(MetisError, match="preset"):
+        Metis.from_pretrained("se", tiny_bundle, device="cpu", preset="fastest")
+
+
+def test_int8_is_opt_in_and_runs(tiny_bundle, audio_files):
+    plain = Metis.from_pretrained("se", tiny_bundle, device="cpu")
+    assert plain.quantize is None
+    assert any(type(m) is torch.nn.Linear for m in plain._net("stage1").modules())
+    q = Metis.from_pretrained("se", tiny_bundle, device="cpu", quantize="int8")
+    for name in ("stage1", "s2a"):
+        assert not any(type(m) is torch.nn.Linear for m in q._net(name).modules()), name
+    a = plain.se(str(audio_files["source"]), seed=0, **FAST)
+    b = q.se(str(audio_files["source"]), seed=0, **FAST)
+    assert a.wav.shape == b.wav.shape and np.isfinite(b.wav).all()
+    with pytest.raises(MetisError, match="int8"):
+        Metis.from_pretrained("se", tiny_bundle, device="cpu", quantize="int4")
+
+
+def test_bf16_on_a_cpu_without_bf16_stores_half_and_computes_fp32(tiny_bundle, audio_files, monkeypatch):
+    import metis_speech.models.precision as precision
+
+    monkeypatch.setattr(precision, "cpu_has_bf16", lambda: False)
+    m = Metis.from_pretrained("se", tiny_bundle, device="cpu", dtype="bf16")
+    assert m.half_storage == torch.bfloat16 and m.dtype == torch.float32
+    out = m.se(str(audio_files["source"]), seed=0, **FAST)
+    assert np.isfinite(out.wav).all()

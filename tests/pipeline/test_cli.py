@@ -92,3 +92,22 @@ def test_python_dash_m_entry_point(tiny_bundle, audio_files, tmp_path):
                            "--model", str(tiny_bundle), "--out", str(out), *FAST], capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     assert out.is_file()
+
+
+def test_fast_preset_and_int8_reach_the_model(tiny_bundle, audio_files, tmp_path, capsys, monkeypatch):
+    import metis_speech.pipeline as pl
+
+    seen = {}
+    orig = pl.Metis.from_pretrained.__func__
+
+    def spy(cls, *a, **k):
+        seen.update(k)
+        return orig(cls, *a, **k)
+
+    monkeypatch.setattr(pl.Metis, "from_pretrained", classmethod(spy))
+    out = tmp_path / "se.wav"
+    rc, _, err = _run(capsys, "se", "--input", audio_files["source"], "--model", tiny_bundle, "--device", "cpu",
+                      "--out", out, "--preset", "fast", "--int8", *FAST)
+    assert rc == 0, err
+    assert seen["preset"] == "fast" and seen["quantize"] == "int8"
+    assert sf.info(str(out)).samplerate == 24000

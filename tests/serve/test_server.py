@@ -214,3 +214,11 @@ def test_metrics(small_server):
     assert float(lines['metis_requests_total{route="/v1/audio/speech",status="200"}']) >= 1
     assert float(lines['metis_audio_seconds_total{task="tts"}']) > 0.5
     assert float(lines["metis_queue_depth"]) == 0
+
+
+def test_engine_passes_the_decoding_preset():
+    from metis_speech.serve.engine import Engine
+
+    eng = Engine("small", ["se"], "cpu", preset="fast")
+    eng.load(log=lambda *a, **k: None)
+    assert eng.models["se"].preset == "fast"
