@@ -43,6 +43,12 @@ def shipped_summary() -> str:
     trained = m.get("training") or {}
     if trained.get("corpus"):
         lines.append(f"  trained on: {trained['corpus']}")
+    for preset, tasks_ in sorted((m.get("decoding") or {}).items()):
+        for task, d in sorted(tasks_.items()):
+            lines.append(f"  decoding ({preset} preset), {task}: " + ", ".join(
+                f"{k} {','.join(map(str, v)) if isinstance(v, list) else v}" for k, v in d.items()))
+    for task, figures in sorted((m.get("measured") or {}).items()):
+        lines.append(f"  measured, {task}: {figures}")
     return "\n".join(lines)
 
 

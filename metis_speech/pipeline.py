@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
 
@@ -41,7 +41,7 @@ from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check
 from .shipped import Choice, choose_source
 from .sources import ModelSource
 
-__all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "FAST", "PRESETS", "pick_device"]
+__all__ = ["Metis", "SpeechOutput", "TaskDefaults", "DEFAULTS", "FAST", "PRESETS", "bundle_defaults", "pick_device"]
 
 AudioInput = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
 
@@ -81,6 +81,37 @@ FAST: Dict[str, TaskDefaults] = {
 
 #: decoding presets by name: ``default`` (the reference's settings) and ``fast``
 PRESETS: Dict[str, Dict[str, TaskDefaults]] = {"default": DEFAULTS, "fast": FAST}
+
+
+def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDefaults:
+    """The decoding defaults of ``task`` under ``preset`` for a model: the preset's, with the
+    fields a bundle's ``metis.json`` sets under ``decoding.<preset>.<task>`` in their place.
+
+    A small model can decode well with fewer steps than the reference's settings (tuned for
+    the official sizes); its bundle says so, e.g. ``{"decoding": {"default": {"tts":
+    {"steps": 12, "s2a_steps": [12, 4]}}}}``. Explicit arguments of the task methods still win.
+    """
+    base = PRESETS[preset][task]
+    over = (((manifest or {}).get("decoding") or {}).get(preset) or {}).get(task) or {}
+    if not over:
+        return base
+    known = {f.name for f in fields(TaskDefaults)}
+    bad = sorted(set(over) - known)
+    if bad:
+        raise MetisError(f"metis.json decoding.{preset}.{task}: unknown setting(s) {bad}; known: {sorted(known)}")
+    where = f"metis.json decoding.{preset}.{task}"
+    for k, v in over.items():
+        if k == "s2a_steps":
+            if not isinstance(v, list) or not v or not all(isinstance(s, int) and s >= 1 for s in v):
+                raise MetisError(f"{where}: s2a_steps must be a list of positive integers, got {v!r}")
+        elif k == "steps":
+            if not isinstance(v, int) or v < 1:
+                raise MetisError(f"{where}: steps must be a positive integer, got {v!r}")
+        elif not isinstance(v, (int, float)) or v < 0:
+            raise MetisError(f"{where}: {k} must be a non-negative number, got {v!r}")
+    if "s2a_steps" in over:
+        over = dict(over, s2a_steps=tuple(over["s2a_steps"]))
+    return replace(base, **over)
 
 
 @dataclass
@@ -164,7 +195,7 @@ class Metis:
         self.preset = preset
         self._src = sources
         self._nets: Dict[str, Any] = {}
-        self.defaults = PRESETS[preset][task]
+        self.defaults = bundle_defaults(sources.manifest, preset, task)
         self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
             self.load_all()

@@ -235,3 +235,29 @@ def test_bf16_on_a_cpu_without_bf16_stores_half_and_computes_fp32(tiny_bundle, a
     assert m.half_storage == torch.bfloat16 and m.dtype == torch.float32
     out = m.se(str(audio_files["source"]), seed=0, **FAST)
     assert np.isfinite(out.wav).all()
+
+
+def test_bundle_decoding_defaults(tiny_bundle, tmp_path, audio_files):
+    """A bundle's metis.json can set its own decoding defaults per preset and task; they replace
+    the preset's fields they name, explicit arguments still win, bad settings fail clearly."""
+    import json
+    import shutil
+
+    from metis_speech.pipeline import DEFAULTS, FAST as FAST_PRESET, bundle_defaults
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    m = json.loads((b / "metis.json").read_text())
+    m["decoding"] = {"default": {"se": {"steps": 3, "s2a_steps": [3, 2]}}}
+    (b / "metis.json").write_text(json.dumps(m))
+    se = Metis.from_pretrained("se", b, device="cpu", lazy=True)
+    assert (se.defaults.steps, se.defaults.s2a_steps) == (3, (3, 2))
+    assert se.defaults.guidance == DEFAULTS["se"].guidance  # fields not named keep the preset's
+    assert se._settings(None, None, None).steps == 3 and se._settings(5, None, None).steps == 5
+    assert Metis.from_pretrained("tts", b, device="cpu", lazy=True).defaults == DEFAULTS["tts"]  # other tasks untouched
+    assert Metis.from_pretrained("se", b, device="cpu", lazy=True, preset="fast").defaults == FAST_PRESET["se"]
+    assert bundle_defaults(None, "default", "tts") == DEFAULTS["tts"]
+    with pytest.raises(MetisError, match=r"decoding\.default\.se: unknown setting\(s\) \['stepz'\]"):
+        bundle_defaults({"decoding": {"default": {"se": {"stepz": 3}}}}, "default", "se")
+    with pytest.raises(MetisError, match="steps"):
+        bundle_defaults({"decoding": {"default": {"se": {"s2a_steps": ["x"]}}}}, "default", "se")
