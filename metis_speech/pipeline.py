@@ -495,7 +495,8 @@ class Metis:
             for p in parts:
                 pieces.append(p)
                 owner.append(i)
-        _, p_sems, p_codes = self._prompts(prompts)
+        p_w16, p_sems, p_codes = self._prompts(prompts)
+        ssl_sr = self._net("ssl").sample_rate
         phone_ids, lens = [], []
         for p, i in zip(pieces, owner):
             pp = tok(ptexts[i], prompt_language).ids
@@ -507,7 +508,9 @@ class Metis:
                     raise MetisError(f"duration must be between 0 and {MAX_TARGET_S:.0f} seconds, got {durs[i]}")
                 n = int(round(durs[i] * self.frame_rate))
             else:
-                n = n_prompt * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
+                # the prompt's speaking rate over its speech, without leading/trailing silence
+                spoken = min(n_prompt, speech_frames(p_w16[i], ssl_sr, self.frame_rate))
+                n = spoken * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
                 n = int(round(n / float(speeds[i])))
                 if n > MAX_TARGET_S * self.frame_rate:
                     raise MetisError(f"speed {speeds[i]:g} makes a sentence longer than {MAX_TARGET_S:.0f} seconds")
@@ -692,6 +695,20 @@ def window_count(n_frames: int, window: int) -> int:
     1.25 windows long, else ceil(n / window) (inner windows exactly ``window`` frames, the
     last one the rest)."""
     return max(1, math.ceil(n_frames / window)) if n_frames > window + window // 4 else 1
+
+
+def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, floor_db: float = 40.0) -> int:
+    """Frames (at ``frame_rate``) from the first to the last frame whose energy is within
+    ``floor_db`` of the loudest frame: the length of ``wav`` without leading and trailing
+    silence (pauses inside are kept). At least 1."""
+    hop = max(1, int(round(sample_rate / frame_rate)))
+    n = len(wav) // hop
+    if n == 0:
+        return 1
+    e = np.square(np.asarray(wav[: n * hop], dtype=np.float64)).reshape(n, hop).mean(1)
+    db = 10 * np.log10(e + 1e-12)
+    active = np.flatnonzero(db > db.max() - floor_db)
+    return int(active[-1] - active[0] + 1) if active.size else n
 
 
 def window_boundaries_s(duration_s: float, window_s: float, frame_rate: float = 50.0) -> List[float]:

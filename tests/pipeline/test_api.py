@@ -261,3 +261,21 @@ def test_bundle_decoding_defaults(tiny_bundle, tmp_path, audio_files):
         bundle_defaults({"decoding": {"default": {"se": {"stepz": 3}}}}, "default", "se")
     with pytest.raises(MetisError, match="steps"):
         bundle_defaults({"decoding": {"default": {"se": {"s2a_steps": ["x"]}}}}, "default", "se")
+
+
+def test_tts_rate_ignores_prompt_silence(models, audio_files):
+    """The target length follows the prompt's speaking rate over its speech: leading and
+    trailing silence of the prompt does not slow the generated speech down."""
+    import soundfile as sf
+
+    from metis_speech.pipeline import speech_frames
+
+    wav, sr = sf.read(audio_files["prompt"], dtype="float32")
+    pad = np.zeros(sr, np.float32)
+    assert speech_frames(np.concatenate([pad, wav, pad]), sr) == speech_frames(wav, sr) <= len(wav) * 50 // sr
+    assert speech_frames(np.zeros(sr, np.float32), sr) == 50  # all silent: nothing to trim against
+    m = models("tts")
+    plain = m.tts("Hello there, friend.", (wav, sr), "A test of my voice.", language="en", seed=1, **FAST)
+    padded = m.tts("Hello there, friend.", (np.concatenate([pad, wav, pad]), sr), "A test of my voice.", language="en",
+                   seed=1, **FAST)
+    assert abs(len(padded.wav) - len(plain.wav)) <= 2 * HOP
