@@ -18,7 +18,7 @@ import numpy as np
 
 from .errors import AudioError
 
-__all__ = ["load_audio", "save_audio", "resample", "to_mono"]
+__all__ = ["load_audio", "save_audio", "resample", "to_mono", "frame_power"]
 
 PathLike = Union[str, os.PathLike]
 
@@ -31,6 +31,14 @@ def to_mono(wav: np.ndarray) -> np.ndarray:
     elif wav.ndim != 1:
         raise AudioError(f"expected a 1-D or 2-D waveform, got shape {wav.shape}")
     return wav.astype(np.float32, copy=False)
+
+
+def frame_power(wav: np.ndarray, frame_len: int) -> np.ndarray:
+    """Mean power of each whole non-overlapping ``frame_len``-sample frame of (S,) audio ->
+    (S // frame_len,) float64 (a trailing partial frame is dropped)."""
+    x = np.asarray(wav, dtype=np.float64)
+    k = len(x) // max(1, frame_len)
+    return np.square(x[: k * frame_len]).reshape(k, frame_len).mean(axis=1)
 
 
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:

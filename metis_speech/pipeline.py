@@ -497,20 +497,20 @@ class Metis:
                 owner.append(i)
         p_w16, p_sems, p_codes = self._prompts(prompts)
         ssl_sr = self._net("ssl").sample_rate
+        # each prompt's speaking rate over its speech, without leading/trailing silence
+        spoken = [None if d is not None else min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate))
+                  for d, sem, w in zip(durs, p_sems, p_w16)]
         phone_ids, lens = [], []
         for p, i in zip(pieces, owner):
             pp = tok(ptexts[i], prompt_language).ids
             tp = tok(p, language).ids
             phone_ids.append(torch.tensor(pp + tp, dtype=torch.long))
-            n_prompt = int(p_sems[i].shape[0])
             if durs[i] is not None:
                 if not (isinstance(durs[i], (int, float)) and math.isfinite(durs[i]) and 0 < durs[i] <= MAX_TARGET_S):
                     raise MetisError(f"duration must be between 0 and {MAX_TARGET_S:.0f} seconds, got {durs[i]}")
                 n = int(round(durs[i] * self.frame_rate))
             else:
-                # the prompt's speaking rate over its speech, without leading/trailing silence
-                spoken = min(n_prompt, speech_frames(p_w16[i], ssl_sr, self.frame_rate))
-                n = spoken * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
+                n = spoken[i] * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
                 n = int(round(n / float(speeds[i])))
                 if n > MAX_TARGET_S * self.frame_rate:
                     raise MetisError(f"speed {speeds[i]:g} makes a sentence longer than {MAX_TARGET_S:.0f} seconds")
@@ -701,14 +701,14 @@ def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, f
     """Frames (at ``frame_rate``) from the first to the last frame whose energy is within
     ``floor_db`` of the loudest frame: the length of ``wav`` without leading and trailing
     silence (pauses inside are kept). At least 1."""
-    hop = max(1, int(round(sample_rate / frame_rate)))
-    n = len(wav) // hop
-    if n == 0:
+    from .audio import frame_power
+
+    e = frame_power(wav, max(1, int(round(sample_rate / frame_rate))))
+    if e.size == 0:
         return 1
-    e = np.square(np.asarray(wav[: n * hop], dtype=np.float64)).reshape(n, hop).mean(1)
     db = 10 * np.log10(e + 1e-12)
     active = np.flatnonzero(db > db.max() - floor_db)
-    return int(active[-1] - active[0] + 1) if active.size else n
+    return int(active[-1] - active[0] + 1) if active.size else e.size
 
 
 def window_boundaries_s(duration_s: float, window_s: float, frame_rate: float = 50.0) -> List[float]:
