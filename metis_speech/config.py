@@ -137,15 +137,36 @@ class SemanticCodecConfig:
 
 @dataclass
 class AcousticEncoderConfig:
-    """DAC-style convolutional encoder, 24 kHz waveform -> latent at sample_rate / prod(strides)."""
+    """Acoustic codec encoder, 24 kHz waveform -> latent at sample_rate / prod(strides).
+
+    ``frontend`` "conv" is the official DAC-style convolutional encoder (``d_model``,
+    ``strides``). "mel" (small presets) reads a log-mel spectrogram instead: ``n_mels`` bins of
+    an ``mel_n_fft``-point STFT every hop / ``mel_stack`` samples, ``mel_stack`` frames stacked
+    into one codec frame, then a ConvNeXt stack (``mel_dim``, ``mel_intermediate_dim``,
+    ``mel_layers``); it learns far faster than a waveform encoder on little data and compute.
+    """
 
     d_model: int = 96
     strides: tuple = (3, 4, 5, 8)
     out_channels: int = 256
     sample_rate: int = 24000
+    frontend: str = "conv"
+    n_mels: int = 80
+    mel_n_fft: int = 1024
+    mel_stack: int = 2
+    mel_dim: int = 256
+    mel_intermediate_dim: int = 768
+    mel_layers: int = 4
 
     def __post_init__(self):
         self.strides = tuple(int(s) for s in self.strides)
+        if self.frontend not in ("conv", "mel"):
+            raise ConfigError(f"acoustic encoder frontend must be 'conv' or 'mel', got {self.frontend!r}")
+        if self.frontend == "mel":
+            if self.mel_stack < 1 or self.hop_length % self.mel_stack:
+                raise ConfigError(f"mel_stack {self.mel_stack} must divide the hop {self.hop_length}")
+            if self.mel_n_fft < self.hop_length // self.mel_stack:
+                raise ConfigError(f"mel_n_fft {self.mel_n_fft} is shorter than the mel hop {self.hop_length // self.mel_stack}")
 
     @property
     def hop_length(self) -> int:

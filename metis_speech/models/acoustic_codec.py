@@ -30,6 +30,7 @@ from .vocos import Vocos
 
 __all__ = [
     "Snake",
+    "LogMel",
     "ResidualUnit",
     "EncoderBlock",
     "AcousticEncoder",
@@ -89,15 +90,55 @@ class EncoderBlock(nn.Module):
         return self.block(x)
 
 
-class AcousticEncoder(nn.Module):
-    """DAC-style encoder. wav (B, 1, S) or (B, S) -> latent (B, C, S / hop), C = out_channels.
+class LogMel(nn.Module):
+    """Log-mel front end. wav (B, S) -> (B, M * stack, S // hop): natural-log mel power of a
+    centred ``n_fft``-point STFT every hop / stack samples, ``stack`` consecutive frames
+    concatenated along channels (frame-major) so that one output frame covers one hop."""
 
-    Channels: d_model, doubled by each strided block, then a k3 conv to ``out_channels``.
+    def __init__(self, sample_rate: int, n_fft: int, hop: int, stack: int, n_mels: int):
+        super().__init__()
+        self.sample_rate, self.n_fft, self.n_mels = sample_rate, n_fft, n_mels
+        self.mel_hop, self.stack = hop // stack, stack
+        self.register_buffer("window", torch.empty(n_fft), persistent=False)
+        self.register_buffer("fb", torch.empty(n_mels, n_fft // 2 + 1), persistent=False)
+        self.reset_buffers()
+
+    def reset_buffers(self) -> None:
+        """(Re)compute the window and mel filters (not stored in checkpoints; see build_empty)."""
+        from ..eval.dsp import mel_filterbank
+
+        dev = self.window.device
+        self.window = torch.hann_window(self.n_fft, device=dev)
+        self.fb = torch.from_numpy(mel_filterbank(self.sample_rate, self.n_fft, self.n_mels)).to(dev)
+
+    def forward(self, wav: torch.Tensor) -> torch.Tensor:
+        t = wav.shape[-1] // (self.mel_hop * self.stack)
+        pad = "reflect" if wav.shape[-1] > self.n_fft // 2 else "constant"
+        spec = torch.stft(wav.float(), self.n_fft, self.mel_hop, window=self.window.float(), center=True,
+                          pad_mode=pad, return_complex=True)[..., : t * self.stack]  # (B, F, T * stack)
+        mel = torch.log(torch.matmul(self.fb.float(), spec.abs().square()).clamp(min=1e-5))  # (B, M, T * stack)
+        b, m, _ = mel.shape
+        return mel.reshape(b, m, t, self.stack).permute(0, 3, 1, 2).reshape(b, self.stack * m, t)
+
+
+class AcousticEncoder(nn.Module):
+    """Acoustic codec encoder. wav (B, 1, S) or (B, S) -> latent (B, C, S / hop), C = out_channels.
+
+    ``frontend`` "conv" (official, DAC-style): channels d_model, doubled by each strided block,
+    then a k3 conv to ``out_channels``. "mel": :class:`LogMel` -> Vocos ConvNeXt backbone ->
+    Linear to ``out_channels``.
     """
 
     def __init__(self, cfg: AcousticEncoderConfig):
         super().__init__()
         self.cfg = cfg
+        if cfg.frontend == "mel":
+            from .vocos import VocosBackbone
+
+            self.mel = LogMel(cfg.sample_rate, cfg.mel_n_fft, cfg.hop_length, cfg.mel_stack, cfg.n_mels)
+            self.backbone = VocosBackbone(cfg.n_mels * cfg.mel_stack, cfg.mel_dim, cfg.mel_intermediate_dim, cfg.mel_layers)
+            self.out = nn.Linear(cfg.mel_dim, cfg.out_channels)
+            return
         dim = cfg.d_model
         layers = [wn_conv1d(1, dim, kernel_size=7, padding=3)]
         for stride in cfg.strides:
@@ -115,6 +156,8 @@ class AcousticEncoder(nn.Module):
             wav = wav[:, None, :]
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise AudioError(f"expected a mono waveform batch (B, S) or (B, 1, S), got shape {tuple(wav.shape)}")
+        if self.cfg.frontend == "mel":
+            return self.out(self.backbone(self.mel(wav[:, 0]))).transpose(1, 2)
         return self.block(wav)
 
 

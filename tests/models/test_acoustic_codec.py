@@ -129,3 +129,37 @@ def test_training_forward_losses_and_gradients():
                  "decoder.quantizer.quantizers.0.codebook.weight", "decoder.model.head.out.weight"):
         grad = params[name].grad
         assert grad is not None and torch.isfinite(grad).all() and grad.abs().sum() > 0, name
+
+
+def test_mel_frontend_encoder(tmp_path):
+    """The small presets' "mel" encoder: log-mel of the STFT every hop / stack samples (equal to
+    eval.dsp's mel spectrogram away from the edges), stacked frame-major into one codec frame."""
+    import numpy as np
+
+    from metis_speech.config import ConfigError
+    from metis_speech.eval.dsp import melspectrogram
+    from metis_speech.models.acoustic_codec import LogMel
+
+    cfg = AcousticEncoderConfig(strides=(2, 3, 4), out_channels=16, frontend="mel", n_mels=12, mel_n_fft=32,
+                                mel_stack=2, mel_dim=24, mel_intermediate_dim=32, mel_layers=1)
+    enc = AcousticEncoder(cfg)
+    wav = 0.1 * torch.randn(2, 1, 10 * cfg.hop_length)
+    assert enc(wav).shape == (2, 16, 10) and torch.isfinite(enc(wav)).all()
+    feats = enc.mel(wav[:, 0])  # (B, stack * M, T)
+    assert feats.shape == (2, 24, 10)
+    ref = np.log(np.maximum(melspectrogram(wav[0, 0].numpy(), cfg.sample_rate, 32, 12, 12), 1e-5))  # (M, 20+)
+    mine = feats[0].reshape(2, 12, 10).permute(1, 2, 0).reshape(12, 20).numpy()  # frames in time order
+    assert np.allclose(mine[:, 2:-2], ref[:, 2:18], atol=1e-3)
+    # a checkpoint round trip recomputes the (unsaved) window and mel filters
+    from metis_speech.loading import load_checkpoint, save_checkpoint
+
+    save_checkpoint(enc, tmp_path / "enc")
+    assert torch.equal(load_checkpoint(tmp_path / "enc")(wav), enc(wav))
+    lm = LogMel(cfg.sample_rate, 32, cfg.hop_length, 2, 12)
+    assert lm(torch.zeros(1, 7)).shape == (1, 24, 0)  # shorter than a hop: no frame
+    # the official (conv) encoder is unchanged; bad mel settings are refused
+    assert AcousticEncoderConfig().frontend == "conv"
+    with pytest.raises(ConfigError, match="frontend"):
+        AcousticEncoderConfig(frontend="wave")
+    with pytest.raises(ConfigError, match="mel_stack"):
+        AcousticEncoderConfig(strides=(3, 5), frontend="mel", mel_stack=2)
