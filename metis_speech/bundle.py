@@ -257,7 +257,25 @@ class _Identity:
         return self._ssl[key]
 
     def of(self, name: str, directory: Path) -> str:
-        return self.ssl(directory) if name == "ssl" else _sha256(Path(directory) / "model.safetensors")
+        if name == "ssl":
+            return self.ssl(directory)
+        if name == "acoustic_decoder":  # the ids depend on its quantizer only: a vocoder-only fine-tune keeps them
+            return _tensors_digest(Path(directory) / "model.safetensors", "quantizer.")
+        return _sha256(Path(directory) / "model.safetensors")
+
+
+def _tensors_digest(path: Path, prefix: str) -> str:
+    """Short checksum (16 hex digits) of the tensors of a safetensors file whose names start
+    with ``prefix`` (names, dtypes, shapes and bytes)."""
+    from safetensors import safe_open
+
+    h = hashlib.sha256()
+    with safe_open(str(path), framework="pt") as f:
+        for key in sorted(k for k in f.keys() if k.startswith(prefix)):
+            t = f.get_tensor(key).contiguous()
+            h.update(f"{key}/{t.dtype}/{tuple(t.shape)}".encode())
+            h.update(t.view(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()[:16]
 
 
 def _stage1_problems(task: str, c, v: int, ssl_hidden: int, visual, vocab_max: Optional[int]) -> List[str]:

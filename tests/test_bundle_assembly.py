@@ -252,3 +252,25 @@ def test_stage1_trained_on_another_phone_vocabulary_is_refused(runs, tmp_path, s
     other.write_text(json.dumps({"vocab": table}))
     with pytest.raises(MetisError, match=r"stage-1 'tts' was trained on phone ids of another vocabulary"):
         assemble_bundle(tmp_path / "bad", runs["base"], stage1={"tts": tts}, phone_vocab=other)
+
+
+def test_acoustic_decoder_lineage_is_its_quantizer(tmp_path):
+    """The acoustic ids depend on the decoder's quantizer only, so an S2A tokenized with a codec
+    fits a bundle whose decoder had a vocoder-only fine-tune (train_parts: decoder), and not one
+    whose codebooks moved."""
+    import torch
+
+    from metis_speech.bundle import _Identity
+
+    dec = build_model(load_preset("tiny", "acoustic_decoder"))
+    save_checkpoint(dec, tmp_path / "a")
+    with torch.no_grad():
+        dec.model.head.out.weight.add_(1.0)  # the vocoder changes
+    save_checkpoint(dec, tmp_path / "b")
+    with torch.no_grad():
+        dec.quantizer.quantizers[0].codebook.weight.add_(1.0)  # the ids change
+    save_checkpoint(dec, tmp_path / "c")
+    ident = _Identity()
+    a, b, c = (ident.of("acoustic_decoder", tmp_path / n) for n in "abc")
+    assert a == b != c
+    assert ident.of("s2a_full", tmp_path / "a") != ident.of("s2a_full", tmp_path / "b")  # other networks: the whole file
