@@ -1,22 +1,13 @@
 """benchmarks/codec_resynth.py: encode -> decode scoring of an acoustic codec, driven through
 its command line on a tiny random codec."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _module():
-    spec = importlib.util.spec_from_file_location("codec_resynth", ROOT / "benchmarks" / "codec_resynth.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from .util import load_script
 
 
 @pytest.mark.parametrize("frontend", ["conv", "mel"])
@@ -34,7 +25,7 @@ def test_scores_a_codec_run_on_a_manifest(tmp_path, frontend):
         sf.write(tmp_path / f"a{i}.wav", (0.3 * np.sin(2 * np.pi * f * t)).astype(np.float32), 24000)
     (tmp_path / "m.jsonl").write_text("".join(json.dumps({"id": f"a{i}", "audio": f"a{i}.wav", "text": "hello there"}) + "\n"
                                               for i in range(2)))
-    mod = _module()
+    mod = load_script("codec_resynth")
     assert mod.main(["--model", str(tmp_path / "final"), "--manifest", str(tmp_path / "m.jsonl"),
                      "--quantizers", "1", "0", "--out", str(tmp_path / "out")]) == 0
     res = json.loads((tmp_path / "out" / "results.json").read_text())

@@ -1,7 +1,6 @@
 """benchmarks/real_testset.py: TTS / SE test sets from the offline real recordings, in the
 format generate_testset.py and `metis eval` read."""
 
-import importlib.util
 import json
 from pathlib import Path
 
@@ -9,17 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-ROOT = Path(__file__).resolve().parents[2]
+from .util import load_script
 
 
-def _module():
-    spec = importlib.util.spec_from_file_location("real_testset", ROOT / "benchmarks" / "real_testset.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
-
-
-rt = _module()
+rt = load_script("real_testset")
 need = pytest.mark.skipif(not (rt.ALSA_DIR / "Front_Left.wav").is_file() or not (rt.KTUBERLING_DIR / "en").is_dir(),
                           reason="needs the Debian packages alsa-utils and ktuberling-data (.ci/run installs them)")
 
