@@ -41,6 +41,21 @@ def frame_power(wav: np.ndarray, frame_len: int) -> np.ndarray:
     return np.square(x[: k * frame_len]).reshape(k, frame_len).mean(axis=1)
 
 
+def active_level_db(wav: np.ndarray, sample_rate: int, frame_s: float = 0.02, floor_db: float = 40.0) -> float:
+    """Level in dB (re full scale) of the active part of (S,) audio: mean power of the 20 ms
+    frames within ``floor_db`` of the loudest frame (pauses do not lower it); -inf if silent."""
+    power = frame_power(wav, max(1, int(frame_s * sample_rate)))
+    if power.size == 0:  # shorter than one frame: the whole clip
+        x = np.asarray(wav, np.float64)
+        p = float(np.mean(x**2)) if len(x) else 0.0
+        return 10 * np.log10(p) if p > 0 else float("-inf")
+    top = float(power.max())
+    if top <= 0:
+        return float("-inf")
+    active = power[power >= top * 10 ** (-floor_db / 10)]
+    return float(10 * np.log10(np.mean(active)))
+
+
 def resample(wav: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
     """Resample (S,) float audio with soxr (high quality)."""
     if orig_sr <= 0 or target_sr <= 0:

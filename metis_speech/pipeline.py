@@ -526,9 +526,16 @@ class Metis:
         return merged[0] if single else merged
 
     #: long inputs (VC/TSE/SE) are processed in windows of this many seconds, each carrying
-    #: the last ``context_s`` seconds of the previous window's tokens as prompt context
+    #: the last ``context_s`` seconds of the previous window's tokens as prompt context.
+    #: Without a prompt (SE), the S2A of every later window also sees ``anchor_s`` seconds of
+    #: the first window's output (its most active span) before that context, so that the voice
+    #: and loudness stay those of the first window instead of drifting from window to window.
     window_s: float = 30.0
     context_s: float = 4.0
+    anchor_s: float = 5.0
+    #: then each later window's loudness relative to the input is set to the first window's,
+    #: by at most this many dB (:func:`align_window_levels`); 0 turns that off
+    max_level_fix_db: float = 6.0
 
     def _speech_conditioned(self, sources, prompts, what: str, steps, guidance, temperature, seed, phone_texts=None,
                             s2a_steps=None):
@@ -561,6 +568,8 @@ class Metis:
         n_windows = [window_count(n, W) for n in n_frames]
         sem_out = [[] for _ in range(B)]
         code_out = [[] for _ in range(B)]
+        A = max(0, min(int(self.anchor_s * self.frame_rate), W)) if prompts is None else 0
+        anchors = [None] * B  # (semantic ids, acoustic ids) of the first window's anchor span
         for k in range(max(n_windows)):
             items = [b for b in range(B) if k < n_windows[b]]
             ctx_sem, ctx_codes, audio = [], [], []
@@ -592,11 +601,22 @@ class Metis:
             ph = [phone_ids[b] for b in items] if phone_ids is not None else None
             tgt = stage1_generate(stage1, lens, ctx_sem, ph, feats, settings, g)
             sem = [torch.cat([p, t]) for p, t in zip(ctx_sem, tgt)]
+            if k > 0 and A:  # the S2A alone sees the first window's anchor before the context
+                sem = [torch.cat([anchors[b][0], x]) for b, x in zip(items, sem)]
+                ctx_codes = [torch.cat([anchors[b][1], c]) for b, c in zip(items, ctx_codes)]
             codes = self._acoustic(sem, ctx_codes, g, s2a_steps)
             for b, t, c in zip(items, tgt, codes):
+                if k == 0 and A and n_windows[b] > 1:
+                    a0 = _most_active_span(srcs[b][: len(t) * spf], spf, min(A, len(t)))
+                    anchors[b] = (t[a0 : a0 + A], c[a0 : a0 + A])
                 sem_out[b].append(t)
                 code_out[b].append(c)
-        return self._finish([torch.cat(x) for x in sem_out], [torch.cat(x) for x in code_out])
+        outs = self._finish([torch.cat(x) for x in sem_out], [torch.cat(x) for x in code_out])
+        for b, o in enumerate(outs):
+            if n_windows[b] > 1:
+                o.wav = align_window_levels(o.wav, o.sample_rate, srcs[b], ssl_sr, self.window_s, self.frame_rate,
+                                            self.max_level_fix_db)
+        return outs
 
     def vc(self, source, prompt, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
         """The words of ``source`` in the voice of ``prompt``."""
@@ -709,6 +729,46 @@ def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, f
     db = 10 * np.log10(e + 1e-12)
     active = np.flatnonzero(db > db.max() - floor_db)
     return int(active[-1] - active[0] + 1) if active.size else e.size
+
+
+def _most_active_span(wav: np.ndarray, frame_len: int, n: int) -> int:
+    """First frame of the ``n``-frame span of ``wav`` (frames of ``frame_len`` samples) with
+    the most energy: where the speech of a window is, rather than a pause."""
+    from .audio import frame_power
+
+    e = frame_power(wav, frame_len)
+    if e.size <= n:
+        return 0
+    sums = np.convolve(e, np.ones(n), mode="valid")
+    return int(np.argmax(sums))
+
+
+def align_window_levels(wav: np.ndarray, sample_rate: int, source: np.ndarray, source_sr: int, window_s: float,
+                        frame_rate: float = 50.0, max_db: float = 6.0, ramp_s: float = 0.1) -> np.ndarray:
+    """Loudness of a windowed output made steady: each window after the first gets the gain
+    (at most ``max_db``, ramped over ``ramp_s`` around its boundary) that gives it the first
+    window's level relative to the same stretch of the ``source`` input (active-speech levels,
+    :func:`audio.active_level_db`). A quieter or louder input stretch stays quieter or louder;
+    a drop or jump the model added at a boundary does not. (S,) -> (S,), clipped to [-1, 1]."""
+    from .audio import active_level_db
+
+    bounds = window_boundaries_s(len(source) / source_sr, window_s, frame_rate)
+    if not bounds or max_db <= 0:
+        return wav
+    edges = [0.0, *bounds, len(wav) / sample_rate]
+    offsets = []
+    for a, b in zip(edges[:-1], edges[1:]):
+        lo = active_level_db(wav[int(a * sample_rate) : int(b * sample_rate)], sample_rate)
+        li = active_level_db(source[int(a * source_sr) : int(b * source_sr)], source_sr)
+        offsets.append(lo - li if np.isfinite(lo) and np.isfinite(li) else None)
+    if offsets[0] is None:
+        return wav
+    gains_db = [0.0] + [0.0 if o is None else float(np.clip(offsets[0] - o, -max_db, max_db)) for o in offsets[1:]]
+    t = np.arange(len(wav)) / sample_rate
+    g = np.full(len(wav), gains_db[0])
+    for b, prev, cur in zip(bounds, gains_db[:-1], gains_db[1:]):  # ramps between window gains
+        g += (cur - prev) * np.clip((t - (b - ramp_s / 2)) / ramp_s, 0.0, 1.0)
+    return np.clip(wav * 10 ** (g / 20), -1.0, 1.0).astype(np.float32)
 
 
 def window_boundaries_s(duration_s: float, window_s: float, frame_rate: float = 50.0) -> List[float]:

@@ -1,20 +1,21 @@
 """What the shipped small model does for its inputs, measured on voices it never trained on
 (flite awb and slt sentences written for this test; examples/prompt.wav as the prompt).
 
-The bounds sit between the previous shipped model (tiny preset, random SSL front end, TTS and
-SE only) and this one, measured here with the same inputs and seeds:
+The bounds sit between the first shipped model (tiny preset, random SSL front end, TTS and
+SE only) and the shipped ones since, measured here with the same inputs and seeds:
 
-=====================================  ===============  ============  ====================
-measure                                previous model   this model    bound
-=====================================  ===============  ============  ====================
-SE: STOI of 2 sentences at 5 dB        0.49             0.59          > 0.54 (input: 0.82)
-VC: SIM to prompt minus the source's   (no VC)          +0.23         >= +0.15
-TSE: SIM to the interferer, drop       (no TSE)         0.24          >= 0.15
-TSE: SIM to the target                 (no TSE)         0.70          >= 0.6
-=====================================  ===============  ============  ====================
+=====================================  ===========  ==========  ==========  ==================
+measure                                first model  H200 model  this model  bound
+=====================================  ===========  ==========  ==========  ==================
+SE: STOI of 2 sentences at 5 dB        0.49         0.59        0.59        > 0.54 (input 0.82)
+VC: SIM to prompt minus the source's   (no VC)      +0.23       +0.16       >= +0.15
+TSE: SIM to the interferer, drop       (no TSE)     0.24        0.28        >= 0.15
+TSE: SIM to the target                 (no TSE)     0.70        0.70        >= 0.6
+=====================================  ===========  ==========  ==========  ==================
 
-Honest reading: the SE output is still less intelligible than its noisy input (STOI 0.59 vs
-0.82); it removes the noise (DNSMOS BAK 3.7 vs 1.4 on the corpus test set) but loses words.
+"This model" has the log-mel acoustic codec and the S2A re-trained on its ids (README). Honest
+reading: the SE output is still less intelligible than its noisy input (STOI 0.59 vs 0.82); it
+removes the noise but loses words.
 """
 
 import shutil
