@@ -24,6 +24,7 @@ from torch import nn
 
 from ..checkpoint import load_weights
 from ..config import AcousticDecoderConfig, AcousticEncoderConfig
+from ..dsp import centred_stft
 from ..errors import AudioError
 from .quantize import rvq_from_config, wn_conv1d
 from .vocos import Vocos
@@ -105,7 +106,7 @@ class LogMel(nn.Module):
 
     def reset_buffers(self) -> None:
         """(Re)compute the window and mel filters (not stored in checkpoints; see build_empty)."""
-        from ..eval.dsp import mel_filterbank
+        from ..dsp import mel_filterbank
 
         dev = self.window.device
         self.window = torch.hann_window(self.n_fft, device=dev)
@@ -113,9 +114,7 @@ class LogMel(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         t = wav.shape[-1] // (self.mel_hop * self.stack)
-        pad = "reflect" if wav.shape[-1] > self.n_fft // 2 else "constant"
-        spec = torch.stft(wav.float(), self.n_fft, self.mel_hop, window=self.window.float(), center=True,
-                          pad_mode=pad, return_complex=True)[..., : t * self.stack]  # (B, F, T * stack)
+        spec = centred_stft(wav.float(), self.n_fft, self.mel_hop, self.window.float())[..., : t * self.stack]  # (B, F, T*stack)
         mel = torch.log(torch.matmul(self.fb.float(), spec.abs().square()).clamp(min=1e-5))  # (B, M, T * stack)
         b, m, _ = mel.shape
         return mel.reshape(b, m, t, self.stack).permute(0, 3, 1, 2).reshape(b, self.stack * m, t)

@@ -4,7 +4,7 @@
   STFT resolutions (Yamamoto et al., "Parallel WaveGAN", 2020).
 - :class:`MultiScaleMelLoss`: L1 between log10 mel spectrograms at several window sizes
   (DAC, Kumar et al. 2023: windows 32..2048, 5..320 mel bins).
-- :func:`mel_filterbank`: Slaney-style mel filters (librosa's default), written in numpy.
+- :func:`mel_filterbank`: Slaney-style mel filters (librosa's default; metis_speech.dsp) as a tensor.
 - :func:`feature_matching_loss`, :func:`discriminator_loss`, :func:`generator_adv_loss`:
   HiFi-GAN / MelGAN feature matching and hinge or least-squares GAN losses.
 
@@ -14,12 +14,14 @@ Waveforms are (B, S) or (B, 1, S).
 
 from __future__ import annotations
 
-from typing import List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..dsp import centred_stft
+from ..dsp import mel_filterbank as dsp_mel_filterbank
 
 __all__ = [
     "stft_magnitude",
@@ -47,40 +49,14 @@ def _flat(wav: torch.Tensor) -> torch.Tensor:
 
 
 def stft_magnitude(wav: torch.Tensor, n_fft: int, hop: int, win: int, window: torch.Tensor, eps: float = 1e-7) -> torch.Tensor:
-    """|STFT| (centre, reflect padding when the signal allows it). wav (B, S) -> (B, F, T)."""
-    wav = _flat(wav)
-    pad_mode = "reflect" if wav.shape[-1] > n_fft // 2 else "constant"
-    spec = torch.stft(wav, n_fft, hop, win, window.to(wav), center=True, pad_mode=pad_mode, return_complex=True)
+    """|STFT| (centred, :func:`metis_speech.dsp.centred_stft`). wav (B, S) -> (B, F, T)."""
+    spec = centred_stft(_flat(wav), n_fft, hop, window, win)
     return (spec.real.square() + spec.imag.square()).clamp(min=eps).sqrt()
 
 
-def _hz_to_mel(f):
-    """Slaney mel scale: linear below 1 kHz, logarithmic above (librosa ``htk=False``)."""
-    f = np.asarray(f, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(f >= min_log_hz, min_log_mel + np.log(np.maximum(f, 1e-10) / min_log_hz) / logstep, f / f_sp)
-
-
-def _mel_to_hz(m):
-    m = np.asarray(m, dtype=np.float64)
-    f_sp, min_log_hz = 200.0 / 3, 1000.0
-    min_log_mel, logstep = min_log_hz / f_sp, np.log(6.4) / 27.0
-    return np.where(m >= min_log_mel, min_log_hz * np.exp(logstep * (m - min_log_mel)), f_sp * m)
-
-
 def mel_filterbank(sample_rate: int, n_fft: int, n_mels: int, fmin: float = 0.0, fmax: Optional[float] = None) -> torch.Tensor:
-    """Slaney-normalised triangular mel filters, as ``librosa.filters.mel`` (defaults). -> (M, F)."""
-    fmax = sample_rate / 2 if fmax is None else fmax
-    fft_freqs = np.linspace(0, sample_rate / 2, n_fft // 2 + 1)
-    mel_f = _mel_to_hz(np.linspace(_hz_to_mel(fmin), _hz_to_mel(fmax), n_mels + 2))
-    fdiff = np.diff(mel_f)
-    ramps = mel_f[:, None] - fft_freqs[None, :]
-    lower = -ramps[:-2] / fdiff[:-1, None]
-    upper = ramps[2:] / fdiff[1:, None]
-    weights = np.maximum(0, np.minimum(lower, upper))
-    weights *= (2.0 / (mel_f[2 : n_mels + 2] - mel_f[:n_mels]))[:, None]
-    return torch.from_numpy(weights.astype(np.float32))
+    """Slaney mel filters (:func:`metis_speech.dsp.mel_filterbank`) as a tensor. -> (M, F)."""
+    return torch.from_numpy(dsp_mel_filterbank(sample_rate, n_fft, n_mels, fmin, fmax))
 
 
 class MultiResolutionSTFTLoss(nn.Module):
