@@ -7,14 +7,15 @@ SE only) and the shipped ones since, measured here with the same inputs and seed
 =====================================  ===========  ==========  ==========  ==================
 measure                                first model  H200 model  this model  bound
 =====================================  ===========  ==========  ==========  ==================
-SE: STOI of 2 sentences at 5 dB        0.49         0.59        0.59        > 0.54 (input 0.82)
-VC: SIM to prompt minus the source's   (no VC)      +0.23       +0.16       >= +0.15
-TSE: SIM to the interferer, drop       (no TSE)     0.24        0.28        >= 0.15
-TSE: SIM to the target                 (no TSE)     0.70        0.70        >= 0.6
+SE: STOI of 2 sentences at 5 dB        0.49         0.59        0.68        > 0.6 (input 0.82)
+VC: SIM to prompt minus the source's   (no VC)      +0.23 (*)   +0.29       >= +0.15
+TSE: SIM to the interferer, drop       (no TSE)     0.24        0.23        >= 0.15
+TSE: SIM to the target                 (no TSE)     0.70        0.81        >= 0.75
 =====================================  ===========  ==========  ==========  ==================
 
-"This model" has the log-mel acoustic codec and the S2A re-trained on its ids (README). Honest
-reading: the SE output is still less intelligible than its noisy input (STOI 0.59 vs 0.82); it
+(*) one conversion; now the mean of 2 sentences x 2 seeds. "This model" has the log-mel acoustic
+codec, the S2A re-trained on its ids and its own decoding settings (README). Honest
+reading: the SE output is still less intelligible than its noisy input (STOI 0.68 vs 0.82); it
 removes the noise but loses words.
 """
 
@@ -74,7 +75,7 @@ def test_se_keeps_more_of_the_speech_than_the_previous_model(voices):
         y = _at16k(se.se((clean + noise, 16000), seed=0))[: clean.size]
         scores.append(stoi(clean[: y.size], y))
     print("SE STOI", scores)
-    assert np.mean(scores) > 0.54
+    assert np.mean(scores) > 0.6
 
 
 def test_vc_moves_the_voice_to_the_prompt(voices):
@@ -82,13 +83,15 @@ def test_vc_moves_the_voice_to_the_prompt(voices):
     from metis_speech.audio import load_audio
     from metis_speech.eval.speaker import speaker_similarity
 
-    src = voices["awb"][0]
     prompt = load_audio(str(PROMPT), 16000)[0]
     vc = Metis.from_pretrained("vc", "small", device="cpu")
-    y = _at16k(vc.vc(str(voices["dir"] / "awb0.wav"), prompt=str(PROMPT), seed=0))
-    gain = speaker_similarity(y, prompt, 16000) - speaker_similarity(src, prompt, 16000)
-    print("VC SIM gain", gain)
-    assert gain >= 0.15
+    gains = []  # both sentences, two seeds each: one conversion is too noisy a measure
+    for i, src in enumerate(voices["awb"]):
+        for seed in (0, 1):
+            y = _at16k(vc.vc(str(voices["dir"] / f"awb{i}.wav"), prompt=str(PROMPT), seed=seed))
+            gains.append(speaker_similarity(y, prompt, 16000) - speaker_similarity(src, prompt, 16000))
+    print("VC SIM gains", gains)
+    assert np.mean(gains) >= 0.15
 
 
 def test_tse_removes_the_other_voice(voices):
@@ -104,4 +107,4 @@ def test_tse_removes_the_other_voice(voices):
     drop = speaker_similarity(mix, other, 16000) - speaker_similarity(y, other, 16000)
     to_target = speaker_similarity(y, target, 16000)
     print("TSE interferer SIM drop", drop, "SIM to target", to_target)
-    assert drop >= 0.15 and to_target >= 0.6
+    assert drop >= 0.15 and to_target >= 0.75
