@@ -155,8 +155,9 @@ class AcousticEncoder(nn.Module):
             wav = wav[:, None, :]
         if wav.dim() != 3 or wav.shape[1] != 1:
             raise AudioError(f"expected a mono waveform batch (B, S) or (B, 1, S), got shape {tuple(wav.shape)}")
-        if self.cfg.frontend == "mel":
-            return self.out(self.backbone(self.mel(wav[:, 0]))).transpose(1, 2)
+        if self.cfg.frontend == "mel":  # the log-mel is computed in fp32, the network runs in its own dtype
+            mel = self.mel(wav[:, 0]).to(self.out.weight.dtype)
+            return self.out(self.backbone(mel)).transpose(1, 2)
         return self.block(wav)
 
 

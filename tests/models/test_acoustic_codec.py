@@ -155,6 +155,13 @@ def test_mel_frontend_encoder(tmp_path):
 
     save_checkpoint(enc, tmp_path / "enc")
     assert torch.equal(load_checkpoint(tmp_path / "enc")(wav), enc(wav))
+    # a bf16 encoder (`dtype="bf16"` on a CPU with native bf16, or a GPU) takes a bf16 waveform:
+    # the log-mel stays fp32 and is cast to the network's dtype (it once reached the bf16 conv as fp32)
+    half = AcousticEncoder(cfg)
+    half.load_state_dict(enc.state_dict())
+    half = half.to(torch.bfloat16)
+    out = half(wav.to(torch.bfloat16))
+    assert out.dtype == torch.bfloat16 and torch.allclose(out.float(), enc(wav), atol=0.1, rtol=0.05)
     lm = LogMel(cfg.sample_rate, 32, cfg.hop_length, 2, 12)
     assert lm(torch.zeros(1, 7)).shape == (1, 24, 0)  # shorter than a hop: no frame
     # the official (conv) encoder is unchanged; bad mel settings are refused
