@@ -4,7 +4,7 @@
     python benchmarks/bench_tasks.py official-tts         # 5 s TTS, official sizes, random weights
     python benchmarks/bench_tasks.py official-memory      # SE networks only vs every network loaded
     python benchmarks/bench_tasks.py small                # the shipped small model, every task it has
-    common: --device cpu|cuda  --dtype fp32|bf16  --preset default|fast  --int8 (CPU)
+    common: --device cpu|cuda  --dtype fp32|bf16  --preset default|fast  --int8 (CPU)  --low-memory
 
 Networks come from ``random:<preset>`` sources (random weights: the output is noise; the
 cost is that of the real networks). Every measurement runs in a fresh subprocess so that
@@ -58,7 +58,7 @@ def one(spec: dict) -> dict:
     m = Metis.from_pretrained(spec["task"], source, device=spec.get("device", "cpu"),
                               dtype=spec.get("dtype", "fp32"), phone_vocab=str(VOCAB) if VOCAB.exists() and source != "small" else None,
                               lazy=spec.get("load") == "task", preset=spec.get("decoding", "default"),
-                              quantize="int8" if spec.get("int8") else None)
+                              quantize="int8" if spec.get("int8") else None, low_memory=bool(spec.get("low_memory")))
     if spec.get("load") == "all":  # every network of the system (one stage 1)
         for name in ("stage1", "ssl", "semantic_codec", "acoustic_encoder", "acoustic_decoder", "s2a", "visual"):
             m._net(name)
@@ -115,6 +115,7 @@ def main():
     ap.add_argument("--dtype", choices=["fp32", "bf16"], help="one dtype (overrides --dtypes)")
     ap.add_argument("--preset", default="default", choices=["default", "fast"], help="decoding preset")
     ap.add_argument("--int8", action="store_true", help="CPU: int8 dynamic quantisation of stage 1 and S2A")
+    ap.add_argument("--low-memory", action="store_true", help="each stage loads its networks and drops them after")
     ap.add_argument("--threads", type=int, default=None, help="torch threads in each measurement")
     ap.add_argument("--warmup", action="store_true", help="official-tts: one untimed request first (loading excluded)")
     ap.add_argument("--settings", default="reference,fast", help="official-tts: which decoding settings to run "
@@ -127,15 +128,17 @@ def main():
         return
     if args.dtype:
         args.dtypes = args.dtype
-    extra = {"decoding": args.preset, "int8": args.int8, **({"threads": args.threads} if args.threads else {})}
+    extra = {"decoding": args.preset, "int8": args.int8, "low_memory": args.low_memory,
+             **({"threads": args.threads} if args.threads else {})}
     rows = []
     if args.what == "small":
-        print(f"== shipped small model, {args.device} {args.dtypes.split(',')[0]}, preset {args.preset}"
+        print(f"== shipped small model, {args.device}, preset {args.preset}"
               f"{', int8' if args.int8 else ''}, 5 s input/output (TTS: 3 s prompt), one warm-up request first")
-        for task in ("tts", "vc", "tse", "se"):
-            rows.append(_sub({"task": task, "preset": "small", "device": args.device, "dtype": args.dtypes.split(",")[0],
-                              "load": "task", **extra}))
-        _print(rows, ["task", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
+        for dtype in args.dtypes.split(","):
+            for task in ("tts", "vc", "tse", "se"):
+                rows.append(_sub({"task": task, "preset": "small", "device": args.device, "dtype": dtype,
+                                  "load": "task", **extra}))
+        _print(rows, ["task", "dtype", "load_s", "seconds_run", "audio_s", "rtf", "rss_peak_mb"])
     elif args.what == "tiny":
         print(f"== tiny preset, random weights, {args.device}, reference default steps, 5 s input/output")
         for task in ("tts", "vc", "tse", "se"):

@@ -48,6 +48,7 @@ def main(argv=None) -> int:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--preset", default="default", choices=["default", "fast"], help="decoding preset")
     ap.add_argument("--int8", action="store_true", help="CPU int8 dynamic quantisation of stage 1 and S2A")
+    ap.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="network dtype (default fp32)")
     args = ap.parse_args(argv)
 
     from tqdm import tqdm
@@ -68,7 +69,7 @@ def main(argv=None) -> int:
     if args.s2a_steps:
         kw["s2a_steps"] = [int(x) for x in args.s2a_steps.split(",")]
     try:
-        model = Metis.from_pretrained(task, args.model, device=args.device, preset=args.preset,
+        model = Metis.from_pretrained(task, args.model, device=args.device, dtype=args.dtype, preset=args.preset,
                                       quantize="int8" if args.int8 else None)
     except MetisError as e:
         sys.exit(f"error: {e}")

@@ -341,18 +341,20 @@ def run_ours(work: Path, req: dict, args, dev, dtype_name: str, codes_for_decode
     with PeakMemory(dev) as mem:
         t0 = time.perf_counter()
         m = Metis.from_pretrained("tts", str(work), device=str(dev), dtype=args.ours_dtype or dtype_name, lazy=True,
-                                  **({"quantize": "int8"} if args.ours_int8 else {}))
-        stage1 = m._net("stage1")
-        m._net("s2a")
-        m._net("acoustic_decoder")
+                                  low_memory=args.ours_low_memory, **({"quantize": "int8"} if args.ours_int8 else {}))
+        if not args.ours_low_memory:  # else each stage loads its networks inside its timing, then drops them
+            m._net("stage1")
+            m._net("s2a")
+            m._net("acoustic_decoder")
         _sync(dev)
         out["load_s"] = time.perf_counter() - t0
         gens = m._generators(args.seed, 1)
         with torch.no_grad():
             t0 = time.perf_counter()
             settings = m._settings(args.steps, None, None)
-            sem = stage1_generate(stage1, [req["target_len"]], [req["prompt_sem"]], [req["phones"]], None, settings,
+            sem = stage1_generate(m._net("stage1"), [req["target_len"]], [req["prompt_sem"]], [req["phones"]], None, settings,
                                   gens)[0]
+            m._release("stage1")  # (low-memory mode only; as the task API does)
             _sync(dev)
             out["stage1_s"] = time.perf_counter() - t0
             t0 = time.perf_counter()
@@ -366,10 +368,11 @@ def run_ours(work: Path, req: dict, args, dev, dtype_name: str, codes_for_decode
             out["decoder_s"] = time.perf_counter() - t0
             if codes_for_decoder is not None:  # the reference's codes through our decoder (untimed)
                 out["wav_of_ref_codes"] = m._net("acoustic_decoder").decode(codes_for_decoder[None].to(dev))[0, 0].float().cpu()
+            m._release("acoustic_decoder")
         out["semantic"] = sem.cpu()
         out["codes"] = codes.cpu()
         out["wav"] = wav.float().cpu()
-        del m, stage1
+        del m
     out["peak_mb"] = mem.mb
     assert DEFAULTS["tts"].guidance == 2.5
     return out
@@ -400,6 +403,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=1, help="rounds; each runs both sides, alternating who goes first")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--ours-int8", action="store_true", help="our side with int8 dynamic quantisation (outputs then differ)")
+    ap.add_argument("--ours-low-memory", action="store_true", help="our side with low_memory=True: each stage loads its "
+                    "networks (timed) and releases them after (outputs equal)")
     ap.add_argument("--ours-dtype", choices=["fp32", "bf16"], help="our side's dtype when it differs from --dtype "
                     "(CPU bf16: weights stored in bf16, fp32 arithmetic; outputs then differ)")
     ap.add_argument("--wav-tol", type=float, default=1e-3)

@@ -177,7 +177,7 @@ class Metis:
     """One task of Metis, ready to run. Build it with :meth:`from_pretrained`."""
 
     def __init__(self, task: str, sources: ModelSource, device: torch.device, dtype: torch.dtype, lazy: bool = False,
-                 preset: str = "default", quantize: Optional[str] = None):
+                 preset: str = "default", quantize: Optional[str] = None, low_memory: bool = False):
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
         if preset not in PRESETS:
@@ -195,6 +195,10 @@ class Metis:
         self.preset = preset
         self._src = sources
         self._nets: Dict[str, Any] = {}
+        # low_memory: each network is loaded when its stage starts and released when it ends, so
+        # that only one stage's networks are held at a time (peak memory: the largest stage)
+        self.low_memory = bool(low_memory)
+        self._rates: Dict[str, float] = {}  # sample rates and RVQ depth read from networks (kept after a release)
         self.defaults = bundle_defaults(sources.manifest, preset, task)
         self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
@@ -214,6 +218,7 @@ class Metis:
         lazy: bool = False,
         preset: str = "default",
         quantize: Optional[str] = None,
+        low_memory: bool = False,
     ) -> "Metis":
         """Load ``task`` ("tts", "vc", "tse", "se", "omni", "l2s").
 
@@ -231,7 +236,11 @@ class Metis:
         (fewer stage-1 and S2A steps); explicit ``steps=`` etc. still win. ``dtype="bf16"``
         on a CPU without native bf16 keeps the large weights in bf16 and computes in fp32.
         ``quantize="int8"`` (CPU, opt-in): int8 dynamic quantisation of the linear layers of
-        stage 1 and S2A (faster, smaller, slightly different output).
+        stage 1 and S2A (faster, smaller, slightly different output). ``low_memory=True``:
+        every network is loaded when its stage starts and released when it ends (prompt
+        encoders, stage 1, S2A, codec decoder), so that the peak memory is that of the largest
+        stage rather than of all of them; the output is the same. Weights memory-mapped from
+        fp32 files reload in milliseconds; each call then re-reads them.
         """
         if task not in _NEEDS:
             raise MetisError(f"unknown task {task!r}; choose one of {sorted(_NEEDS)}")
@@ -240,9 +249,9 @@ class Metis:
         if str(source) != "hub" and not str(source).startswith("random:") and not Path(source).is_dir():
             raise MetisError(f"model source {source} is neither 'hub' nor an existing directory")
         model = cls(task, ModelSource(source, ssl_model, ssl_stats, phone_vocab), pick_device(device), _dtype(dtype),
-                    lazy=True, preset=preset, quantize=quantize)
+                    lazy=True, preset=preset, quantize=quantize, low_memory=low_memory)
         model.choice = choice
-        return model if lazy else model.load_all()
+        return model if (lazy or low_memory) else model.load_all()
 
     def _net(self, name: str):
         if name not in self._nets:
@@ -266,6 +275,41 @@ class Metis:
         else:
             self._nets[name] = self._src.component(name, dev, dt)
         self._nets[name] = self._lean(self._nets[name], name in ("stage1", "s2a"))
+        self._note_rates(name, self._nets[name])
+
+    def _note_rates(self, name: str, net) -> None:
+        if name == "ssl":
+            self._rates["ssl"] = int(net.sample_rate)
+        elif name == "s2a":
+            self._rates["quantizers"] = int(net.num_quantizers)
+        elif name == "acoustic_decoder":
+            self._rates["audio"] = int(net.cfg.sample_rate)
+            self._rates["frame"] = net.cfg.sample_rate / net.cfg.hop_size
+
+    def _release(self, *names: str) -> None:
+        """In ``low_memory`` mode, drop the networks of a finished stage (``"s2a"`` also drops
+        the 1-layer S2A); otherwise nothing."""
+        if not self.low_memory:
+            return
+        for name in names:
+            self._nets.pop(name, None)
+            if name == "s2a":
+                self._nets.pop("s2a_1layer", None)
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.empty_cache()
+
+    def _rate(self, key: str, net: str):
+        """A fact of a network (sample rate, RVQ depth), read once; in ``low_memory`` mode a
+        network loaded only to read it is dropped again."""
+        if key not in self._rates:
+            held = net in self._nets  # loaded, or shared by share_networks
+            self._note_rates(net, self._net(net))
+            if not held:
+                self._release(net)
+        return self._rates[key]
 
     def _lean(self, net, generative: bool):
         """int8 (stage 1 and S2A) or half-precision storage, as this model was asked for."""
@@ -306,12 +350,15 @@ class Metis:
 
     @property
     def sample_rate(self) -> int:
-        return int(self._net("acoustic_decoder").cfg.sample_rate)
+        return int(self._rate("audio", "acoustic_decoder"))
 
     @property
     def frame_rate(self) -> float:
-        dec = self._net("acoustic_decoder").cfg
-        return dec.sample_rate / dec.hop_size
+        return float(self._rate("frame", "acoustic_decoder"))
+
+    @property
+    def ssl_sample_rate(self) -> int:
+        return int(self._rate("ssl", "ssl"))
 
     # ------------------------------------------------------------------ helpers
     def _read(self, audio: AudioInput, sr: int, what: str) -> np.ndarray:
@@ -331,7 +378,7 @@ class Metis:
 
     def _prompt_audio(self, prompt: AudioInput) -> Tuple[np.ndarray, np.ndarray]:
         """(16 kHz, 24 kHz) waveforms of a prompt, trimmed to MAX_PROMPT_S with a warning."""
-        ssl_sr = self._net("ssl").sample_rate
+        ssl_sr = self.ssl_sample_rate
         ac_sr = self.sample_rate
         w16 = self._read(prompt, ssl_sr, "prompt")
         dur = len(w16) / ssl_sr
@@ -428,8 +475,11 @@ class Metis:
             known = first
         q = full.num_quantizers
         layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
-        return s2a_generate(full, semantic, [p[:, :q] for p in prompt_codes], layer_steps, settings,
-                            known_codes=known, generator=gens)
+        out = s2a_generate(full, semantic, [p[:, :q] for p in prompt_codes], layer_steps, settings,
+                           known_codes=known, generator=gens)
+        del full, one
+        self._release("s2a")
+        return out
 
     @torch.no_grad()
     def _decode(self, codes: List[torch.Tensor]) -> List[np.ndarray]:
@@ -438,6 +488,8 @@ class Metis:
         for c in codes:
             wav = dec.decode(c[None].to(self.device))[0, 0].float().cpu().numpy()
             out.append(np.clip(wav, -1.0, 1.0).astype(np.float32))
+        del dec
+        self._release("acoustic_decoder")
         return out
 
     def _finish(self, sem: List[torch.Tensor], codes: List[torch.Tensor]) -> List[SpeechOutput]:
@@ -453,6 +505,9 @@ class Metis:
         w16s, w24s = zip(*(self._prompt_audio(p) for p in first))
         sems = self.semantic_ids(list(w16s))
         codes = [self.acoustic_ids(w24, int(s.shape[0])) for w24, s in zip(w24s, sems)]
+        self._release("semantic_codec", "acoustic_encoder", "acoustic_decoder")
+        if self.task == "tts":  # the other tasks' stage 1 reads SSL features of their input next
+            self._release("ssl")
         at = [uniq.index(k) for k in keys]
         return [w16s[i] for i in at], [sems[i] for i in at], [codes[i] for i in at]
 
@@ -496,7 +551,7 @@ class Metis:
                 pieces.append(p)
                 owner.append(i)
         p_w16, p_sems, p_codes = self._prompts(prompts)
-        ssl_sr = self._net("ssl").sample_rate
+        ssl_sr = self.ssl_sample_rate
         # each prompt's speaking rate over its speech, without leading/trailing silence
         spoken = [None if d is not None else min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate))
                   for d, sem, w in zip(durs, p_sems, p_w16)]
@@ -519,6 +574,8 @@ class Metis:
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
         tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens)
+        del stage1
+        self._release("stage1")
         sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
         codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps)
         outs = self._finish(tgt, codes)
@@ -539,8 +596,7 @@ class Metis:
 
     def _speech_conditioned(self, sources, prompts, what: str, steps, guidance, temperature, seed, phone_texts=None,
                             s2a_steps=None):
-        stage1 = self._net("stage1")
-        ssl_sr = self._net("ssl").sample_rate
+        ssl_sr = self.ssl_sample_rate
         spf = int(round(ssl_sr / self.frame_rate))  # samples per frame at the SSL rate (320)
         srcs = [self._read(s, ssl_sr, what) for s in sources]
         for s in srcs:
@@ -554,7 +610,7 @@ class Metis:
         else:
             w16s = [np.zeros(0, np.float32)] * B
             p_sems = [torch.zeros(0, dtype=torch.long, device=self.device)] * B
-            q = self._net("s2a").num_quantizers
+            q = int(self._rate("quantizers", "s2a"))
             p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)] * B
         phone_ids = None
         if phone_texts is not None:
@@ -599,7 +655,8 @@ class Metis:
                 lens.append(n)
             g = [gens[b] for b in items]
             ph = [phone_ids[b] for b in items] if phone_ids is not None else None
-            tgt = stage1_generate(stage1, lens, ctx_sem, ph, feats, settings, g)
+            tgt = stage1_generate(self._net("stage1"), lens, ctx_sem, ph, feats, settings, g)
+            self._release("stage1", "ssl")
             sem = [torch.cat([p, t]) for p, t in zip(ctx_sem, tgt)]
             if k > 0 and A:  # the S2A alone sees the first window's anchor before the context
                 sem = [torch.cat([anchors[b][0], x]) for b, x in zip(items, sem)]

@@ -63,6 +63,8 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
                    help="decoding defaults: the reference's, or 'fast' (fewer stage-1/S2A steps; README has its cost)")
     g.add_argument("--int8", action="store_true", help="CPU: int8 dynamic quantisation of stage 1 and S2A (opt-in; "
                    "faster, slightly different output)")
+    g.add_argument("--low-memory", action="store_true", help="load each stage's networks when it starts and drop "
+                   "them after (peak memory: the largest stage; same output)")
     g.add_argument("--steps", type=int, default=None, help="stage-1 decoding steps (default: the task's)")
     g.add_argument("--guidance", type=float, default=None, help="stage-1 guidance scale (default: the task's)")
     g.add_argument("--temperature", type=float, default=None, help="stage-1 sampling temperature")
@@ -192,7 +194,7 @@ def _run(args) -> int:
 
     model = Metis.from_pretrained(load_task, choice, device=args.device, dtype=args.dtype,
                                   ssl_model=args.ssl_model, ssl_stats=args.ssl_stats, preset=args.preset,
-                                  quantize="int8" if args.int8 else None)
+                                  quantize="int8" if args.int8 else None, low_memory=args.low_memory)
     common = dict(steps=args.steps, guidance=args.guidance, temperature=args.temperature, s2a_steps=s2a_steps)
     bs = max(1, int(args.batch_size))
     bar = tqdm(total=len(items), desc=task, unit="item", disable=len(items) < 2)

@@ -279,3 +279,36 @@ def test_tts_rate_ignores_prompt_silence(models, audio_files):
     padded = m.tts("Hello there, friend.", (np.concatenate([pad, wav, pad]), sr), "A test of my voice.", language="en",
                    seed=1, **FAST)
     assert abs(len(padded.wav) - len(plain.wav)) <= 2 * HOP
+
+
+@pytest.mark.parametrize("task", ["tts", "vc", "se"])
+def test_low_memory_holds_one_stage_and_gives_the_same_output(tiny_bundle, audio_files, task, monkeypatch):
+    """``low_memory=True`` loads each stage's networks when the stage starts and drops them when
+    it ends: stage 1 never runs beside the S2A or the codec decoder, and nothing stays loaded
+    after the call. The output is the one of the normal mode at the same seed."""
+    import metis_speech.pipeline as pl
+
+    def call(m):
+        src, prompt = str(audio_files["source"]), str(audio_files["prompt"])
+        if task == "tts":
+            return m.tts("Hello there.", prompt, "A prompt transcript.", seed=3, **FAST)
+        return m.vc(src, prompt, seed=3, **FAST) if task == "vc" else m.se(src, seed=3, **FAST)
+
+    normal = call(Metis.from_pretrained(task, tiny_bundle, device="cpu"))
+    lean = Metis.from_pretrained(task, tiny_bundle, device="cpu", low_memory=True)
+    assert lean.loaded == []  # nothing is loaded before the first call either
+    held = {}
+    for fn in ("stage1_generate", "s2a_generate"):
+        orig = getattr(pl, fn)
+
+        def spy(*a, _orig=orig, _fn=fn, **k):
+            held.setdefault(_fn, set()).update(lean.loaded)
+            return _orig(*a, **k)
+
+        monkeypatch.setattr(pl, fn, spy)
+    out = call(lean)
+    assert not held["stage1_generate"] & {"s2a", "s2a_1layer", "acoustic_decoder", "acoustic_encoder", "semantic_codec"}
+    assert not held["s2a_generate"] & {"stage1", "ssl", "acoustic_encoder", "semantic_codec"}
+    assert set(lean.loaded) <= {"phones"}
+    assert out.sample_rate == normal.sample_rate and np.array_equal(out.wav, normal.wav)
+    assert np.array_equal(out.semantic_ids, normal.semantic_ids)

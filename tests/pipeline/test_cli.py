@@ -94,7 +94,7 @@ def test_python_dash_m_entry_point(tiny_bundle, audio_files, tmp_path):
     assert out.is_file()
 
 
-def test_fast_preset_and_int8_reach_the_model(tiny_bundle, audio_files, tmp_path, capsys, monkeypatch):
+def test_fast_preset_int8_and_low_memory_reach_the_model(tiny_bundle, audio_files, tmp_path, capsys, monkeypatch):
     import metis_speech.pipeline as pl
 
     seen = {}
@@ -107,7 +107,7 @@ def test_fast_preset_and_int8_reach_the_model(tiny_bundle, audio_files, tmp_path
     monkeypatch.setattr(pl.Metis, "from_pretrained", classmethod(spy))
     out = tmp_path / "se.wav"
     rc, _, err = _run(capsys, "se", "--input", audio_files["source"], "--model", tiny_bundle, "--device", "cpu",
-                      "--out", out, "--preset", "fast", "--int8", *FAST)
+                      "--out", out, "--preset", "fast", "--int8", "--low-memory", *FAST)
     assert rc == 0, err
-    assert seen["preset"] == "fast" and seen["quantize"] == "int8"
+    assert seen["preset"] == "fast" and seen["quantize"] == "int8" and seen["low_memory"] is True
     assert sf.info(str(out)).samplerate == 24000
