@@ -198,7 +198,7 @@ class Metis:
         # low_memory: each network is loaded when its stage starts and released when it ends, so
         # that only one stage's networks are held at a time (peak memory: the largest stage)
         self.low_memory = bool(low_memory)
-        self._rates: Dict[str, float] = {}  # sample rates and RVQ depth read from networks (kept after a release)
+        self._facts: Dict[str, float] = {}  # sample rates and RVQ depth read from networks (kept after a release)
         self.defaults = bundle_defaults(sources.manifest, preset, task)
         self.choice: Optional[Choice] = None  # which model and why (set by from_pretrained)
         if not lazy:
@@ -275,16 +275,6 @@ class Metis:
         else:
             self._nets[name] = self._src.component(name, dev, dt)
         self._nets[name] = self._lean(self._nets[name], name in ("stage1", "s2a"))
-        self._note_rates(name, self._nets[name])
-
-    def _note_rates(self, name: str, net) -> None:
-        if name == "ssl":
-            self._rates["ssl"] = int(net.sample_rate)
-        elif name == "s2a":
-            self._rates["quantizers"] = int(net.num_quantizers)
-        elif name == "acoustic_decoder":
-            self._rates["audio"] = int(net.cfg.sample_rate)
-            self._rates["frame"] = net.cfg.sample_rate / net.cfg.hop_size
 
     def _release(self, *names: str) -> None:
         """In ``low_memory`` mode, drop the networks of a finished stage (``"s2a"`` also drops
@@ -301,15 +291,23 @@ class Metis:
         if self.device.type == "cuda":
             torch.cuda.empty_cache()
 
-    def _rate(self, key: str, net: str):
-        """A fact of a network (sample rate, RVQ depth), read once; in ``low_memory`` mode a
-        network loaded only to read it is dropped again."""
-        if key not in self._rates:
-            held = net in self._nets  # loaded, or shared by share_networks
-            self._note_rates(net, self._net(net))
+    def _fact(self, key: str, name: str):
+        """A fact of network ``name`` (sample rate, RVQ depth), read once; in ``low_memory`` mode
+        a network loaded only to read it is dropped again."""
+        if key not in self._facts:
+            held = name in self._nets  # loaded, or shared by share_networks
+            net = self._net(name)
+            if name == "ssl":
+                self._facts["ssl"] = int(net.sample_rate)
+            elif name == "s2a":
+                self._facts["quantizers"] = int(net.num_quantizers)
+            elif name == "acoustic_decoder":
+                self._facts["audio"] = int(net.cfg.sample_rate)
+                self._facts["frame"] = net.cfg.sample_rate / net.cfg.hop_size
+            del net
             if not held:
-                self._release(net)
-        return self._rates[key]
+                self._release(name)
+        return self._facts[key]
 
     def _lean(self, net, generative: bool):
         """int8 (stage 1 and S2A) or half-precision storage, as this model was asked for."""
@@ -350,15 +348,15 @@ class Metis:
 
     @property
     def sample_rate(self) -> int:
-        return int(self._rate("audio", "acoustic_decoder"))
+        return int(self._fact("audio", "acoustic_decoder"))
 
     @property
     def frame_rate(self) -> float:
-        return float(self._rate("frame", "acoustic_decoder"))
+        return float(self._fact("frame", "acoustic_decoder"))
 
     @property
     def ssl_sample_rate(self) -> int:
-        return int(self._rate("ssl", "ssl"))
+        return int(self._fact("ssl", "ssl"))
 
     # ------------------------------------------------------------------ helpers
     def _read(self, audio: AudioInput, sr: int, what: str) -> np.ndarray:
@@ -506,8 +504,6 @@ class Metis:
         sems = self.semantic_ids(list(w16s))
         codes = [self.acoustic_ids(w24, int(s.shape[0])) for w24, s in zip(w24s, sems)]
         self._release("semantic_codec", "acoustic_encoder", "acoustic_decoder")
-        if self.task == "tts":  # the other tasks' stage 1 reads SSL features of their input next
-            self._release("ssl")
         at = [uniq.index(k) for k in keys]
         return [w16s[i] for i in at], [sems[i] for i in at], [codes[i] for i in at]
 
@@ -551,6 +547,7 @@ class Metis:
                 pieces.append(p)
                 owner.append(i)
         p_w16, p_sems, p_codes = self._prompts(prompts)
+        self._release("ssl")  # TTS needs no more SSL features (the other tasks' stage 1 reads their input's)
         ssl_sr = self.ssl_sample_rate
         # each prompt's speaking rate over its speech, without leading/trailing silence
         spoken = [None if d is not None else min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate))
@@ -610,7 +607,7 @@ class Metis:
         else:
             w16s = [np.zeros(0, np.float32)] * B
             p_sems = [torch.zeros(0, dtype=torch.long, device=self.device)] * B
-            q = int(self._rate("quantizers", "s2a"))
+            q = int(self._fact("quantizers", "s2a"))
             p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)] * B
         phone_ids = None
         if phone_texts is not None:
