@@ -292,21 +292,20 @@ class Metis:
             torch.cuda.empty_cache()
 
     def _fact(self, key: str, name: str):
-        """A fact of network ``name`` (sample rate, RVQ depth), read once; in ``low_memory`` mode
-        a network loaded only to read it is dropped again."""
+        """A fact of network ``name`` (sample rate, RVQ depth), read once: from the network when
+        it is loaded, else from its config alone (no weights are loaded just to read it)."""
         if key not in self._facts:
-            held = name in self._nets  # loaded, or shared by share_networks
-            net = self._net(name)
+            net = self._nets.get(name)  # loaded, or shared by share_networks
             if name == "ssl":
-                self._facts["ssl"] = int(net.sample_rate)
+                sr = net.sample_rate if net is not None else self._src.config("ssl").sample_rate
+                self._facts["ssl"] = int(sr)
             elif name == "s2a":
-                self._facts["quantizers"] = int(net.num_quantizers)
+                q = net.num_quantizers if net is not None else self._src.config("s2a_full").num_quantizers
+                self._facts["quantizers"] = int(q)
             elif name == "acoustic_decoder":
-                self._facts["audio"] = int(net.cfg.sample_rate)
-                self._facts["frame"] = net.cfg.sample_rate / net.cfg.hop_size
-            del net
-            if not held:
-                self._release(name)
+                cfg = net.cfg if net is not None else self._src.config("acoustic_decoder")
+                self._facts["audio"] = int(cfg.sample_rate)
+                self._facts["frame"] = cfg.sample_rate / cfg.hop_size
         return self._facts[key]
 
     def _lean(self, net, generative: bool):

@@ -78,6 +78,28 @@ class ModelSource:
             return load_checkpoint(Path(self.source) / sub, device, dtype)
         return load_stage1(task, self.source, device, dtype)
 
+    def config(self, name: str):
+        """The config of network ``name`` (``"ssl"`` or a component such as ``"acoustic_decoder"``,
+        ``"s2a_full"``) as its loader would build it, read without loading any weights (no
+        download either: the official configs are this package's ``official`` preset)."""
+        import json
+
+        from .config import SSLConfig, config_from_dict, load_config, load_preset
+        from .loading import CONFIG_NAME
+
+        if self.random_preset:
+            return load_preset(self.random_preset, name)
+        if self.is_bundle:
+            where = self._bundle_dir(name)
+            if name == "ssl":
+                return config_from_dict(json.loads((where / "ssl_config.json").read_text()), SSLConfig)
+            return load_config(where / CONFIG_NAME)
+        if name == "ssl":
+            return load_preset("official", "ssl")
+        if name not in hub.FILES:
+            raise MetisError(f"unknown component {name!r}; known: {sorted(hub.FILES)}")
+        return load_preset("official", hub.FILES[name].component)
+
     def component(self, name: str, device, dtype):
         from .loading import load_checkpoint, load_component
 

@@ -306,7 +306,15 @@ def test_low_memory_holds_one_stage_and_gives_the_same_output(tiny_bundle, audio
             return _orig(*a, **k)
 
         monkeypatch.setattr(pl, fn, spy)
+    loads = []
+    orig_load = lean._load
+    monkeypatch.setattr(lean, "_load", lambda name: (loads.append(name), orig_load(name))[1])
     out = call(lean)
+    # every network is loaded for its stage only: none just to read a sample rate or the RVQ
+    # depth (those come from the configs); the codec decoder twice where it also quantises a prompt
+    counts = {n: loads.count(n) for n in set(loads)}
+    assert counts.pop("acoustic_decoder") == (1 if task == "se" else 2), loads
+    assert set(counts.values()) == {1}, loads
     assert not held["stage1_generate"] & {"s2a", "s2a_1layer", "acoustic_decoder", "acoustic_encoder", "semantic_codec"}
     assert not held["s2a_generate"] & {"stage1", "ssl", "acoustic_encoder", "semantic_codec"}
     assert set(lean.loaded) <= {"phones"}

@@ -64,3 +64,26 @@ def test_api_and_cli_default_to_auto(stand_in, tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith("error: no model for vc here") and "--model hub" in err[0]
     assert not (tmp_path / "vc.wav").exists()
+
+
+def test_model_source_reads_configs_without_loading_weights(stand_in):
+    """``ModelSource.config`` gives the config the loader builds the network from (what the task
+    API reads sample rates and RVQ depth from in low-memory mode): the same as the loaded
+    network's for a bundle and a random preset; the official preset's for the Hub, with no
+    download (the Hub cache is empty here)."""
+    import torch
+
+    from metis_speech.config import load_preset
+    from metis_speech.sources import ModelSource
+
+    for source in (str(stand_in), "random:tiny"):
+        src = ModelSource(source, None, None, None)
+        for name in ("acoustic_decoder", "s2a_full"):
+            assert src.config(name) == src.component(name, torch.device("cpu"), torch.float32).cfg
+        assert src.config("ssl").sample_rate == src.ssl(torch.device("cpu"), torch.float32).sample_rate
+    hub_src = ModelSource("hub", None, None, None)
+    assert hub_src.config("acoustic_decoder") == load_preset("official", "acoustic_decoder")
+    assert (hub_src.config("acoustic_decoder").sample_rate, hub_src.config("ssl").sample_rate) == (24000, 16000)
+    assert hub_src.config("s2a_full").num_quantizers == 12
+    with pytest.raises(MetisError, match="unknown component"):
+        hub_src.config("vocoder")
