@@ -59,6 +59,9 @@ class LoopTrainer:
     def __init__(self, cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None, resume: bool = False):
         if cfg.train.grad_accum != 1:
             raise MetisError(f"{type(self).__name__}: train.grad_accum must be 1 (gradient accumulation is not implemented here)")
+        if cfg.data.val_path is not None:
+            raise MetisError(f"{type(self).__name__}: data.val_path (held-out validation) is for stage-1 and S2A training; "
+                             "remove it from this recipe")
         latest = start_run(self, cfg, out, resume)
         self.budget = TimeBudget(cfg.train)
         seed = cfg.train.seed

@@ -101,6 +101,11 @@ class DataSection:
     min_utt_frames: int = 4
     max_utt_frames: Optional[int] = None
     shuffle: bool = True
+    # held-out shards (same layout as ``path``): the objective on them, with the same masks,
+    # prompts and RVQ layers at every evaluation, is logged as val_loss / val_accuracy every
+    # ``train.eval_every`` steps; ``val_batches`` caps how many of their batches are used
+    val_path: Optional[str] = None
+    val_batches: Optional[int] = None
 
     SOURCE_KEYS = ("path", "synthetic", "weight", "name", "require")
 
@@ -168,6 +173,7 @@ class LoopSection:
     out: str = "runs/metis"
     progress: bool = True
     samples: Optional[Dict[str, Any]] = None  # periodic audio samples (training/samples.py)
+    eval_every: Optional[int] = None  # steps between validations (data.val_path); None = checkpoint_every
     # wall-clock budget in seconds (None = off): after a few steps the run measures its step rate
     # and shortens max_steps (the LR schedule follows) so that it ends, with final/, inside it
     max_seconds: Optional[float] = None
@@ -235,6 +241,14 @@ def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
     if cfg.optim.decay not in ("cosine", "linear", "constant"):
         raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
     cfg.data.check(where)
+    if cfg.train.eval_every is not None and (isinstance(cfg.train.eval_every, bool) or not isinstance(cfg.train.eval_every, int)
+                                             or cfg.train.eval_every < 1):
+        raise ConfigError(f"{where}: train.eval_every must be a positive integer, got {cfg.train.eval_every!r}")
+    vb = cfg.data.val_batches
+    if vb is not None and (isinstance(vb, bool) or not isinstance(vb, int) or vb < 1):
+        raise ConfigError(f"{where}: data.val_batches must be a positive integer, got {vb!r}")
+    if cfg.data.val_path is not None and not Path(cfg.data.val_path).exists():
+        raise ConfigError(f"{where}: data.val_path {cfg.data.val_path} does not exist")
     return cfg
 
 
@@ -418,7 +432,11 @@ def plot_loss(out: Union[str, Path], ylabel: str = "masked-token cross-entropy")
     except Exception:  # noqa: BLE001 - plotting is optional
         return None
     fig, ax = plt.subplots(figsize=(6, 3.5))
-    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1)
+    ax.plot([r["step"] for r in recs], [r["loss"] for r in recs], lw=1, label="training")
+    val = [r for r in recs if r.get("val_loss") is not None]
+    if val:  # data.val_path: the held-out loss beside the training loss
+        ax.plot([r["step"] for r in val], [r["val_loss"] for r in val], "o-", lw=1.5, ms=3, label="held out")
+        ax.legend()
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
     ax.grid(alpha=0.3)
@@ -518,6 +536,7 @@ class Trainer:
         )
 
         self.dataset = self._build_dataset()
+        self.val_batches = self._build_val()
         if self.mixture_sampler is not None:  # data.sources: batches follow the sources' weights
             self.sampler = self.mixture_sampler
         else:
@@ -585,12 +604,9 @@ class Trainer:
                 p.requires_grad_(True)
         return model
 
-    def _build_dataset(self):
-        """The TokenDataset of ``data.path`` / ``data.synthetic``, or the MixtureDataset of
-        ``data.sources`` (whose batches ``self.mixture_sampler`` then plans; else None). A
-        path or synthetic set given on top of sources (``metis train --data``) replaces them."""
+    def _dataset_kw(self) -> dict:
+        """TokenDataset arguments for this network: the fields it needs and its vocabularies."""
         from ..config import S2AConfig
-        from .data import MixtureBatchSampler, MixtureDataset, TokenDataset, synthetic_utterances
 
         mc, d = self.model_cfg, self.cfg.data
         if isinstance(mc, S2AConfig):
@@ -599,7 +615,60 @@ class Trainer:
         else:
             require = ("semantic",) + (("phones",) if mc.use_phone_cond else ()) + (("cond",) if mc.adapter != "none" else ())
             vocab, avocab, pvocab = mc.codebook_size, None, mc.phone_vocab_size
-        kw = dict(require=require, min_frames=d.min_utt_frames, max_frames=d.max_utt_frames, vocab=vocab, acoustic_vocab=avocab, phone_vocab=pvocab)
+        return dict(require=require, min_frames=d.min_utt_frames, max_frames=d.max_utt_frames, vocab=vocab,
+                    acoustic_vocab=avocab, phone_vocab=pvocab)
+
+    def _build_val(self) -> Optional[list]:
+        """The collated held-out batches of ``data.val_path`` (fixed order), else None."""
+        from .data import FrameBatchSampler, TokenDataset, collate
+
+        d = self.cfg.data
+        if d.val_path is None:
+            return None
+        ds = TokenDataset(path=d.val_path, **self._dataset_kw())
+        if not len(ds):
+            raise MetisError(f"data.val_path {d.val_path}: no usable utterances (skipped: {dict(ds.skipped)})")
+        plan = FrameBatchSampler(ds.lengths, d.max_frames, seed=0, shuffle=False, max_batch_size=d.max_batch_size).epoch_batches(0)
+        pad = getattr(self.model_cfg, "phone_pad_id", 1023)
+        batches = [b for b in (collate([ds[i] for i in idx], pad) for idx in plan[: d.val_batches]) if b is not None]
+        if not batches:
+            raise MetisError(f"data.val_path {d.val_path}: no batch could be formed")
+        return batches
+
+    @torch.no_grad()
+    def validate(self) -> Dict[str, float]:
+        """The objective on the held-out batches (``data.val_path``): masked-token cross-entropy
+        and accuracy, averaged over the masked positions. The masks, prompts, mask ratios and
+        (S2A) RVQ layers come from a generator seeded the same way at every call, so the numbers
+        of two evaluations differ only by the network."""
+        obj = self.accelerator.unwrap_model(self.objective)
+        gen = torch.Generator().manual_seed(self.cfg.train.seed * 7919 + 1_000_003)
+        device, was = self.accelerator.device, obj.training
+        obj.eval()
+        loss = correct = n = 0.0
+        try:
+            for batch in self.val_batches:
+                plan = obj.sample(batch, gen)
+                with self.accelerator.autocast():
+                    out = obj({k: v.to(device) for k, v in batch.items()}, plan)
+                w = float(out.n_masked)
+                loss += float(out.loss) * w
+                correct += float(out.accuracy) * w
+                n += w
+        finally:
+            obj.train(was)
+        return {"val_loss": loss / max(n, 1.0), "val_accuracy": correct / max(n, 1.0)}
+
+    def _build_dataset(self):
+        """The TokenDataset of ``data.path`` / ``data.synthetic``, or the MixtureDataset of
+        ``data.sources`` (whose batches ``self.mixture_sampler`` then plans; else None). A
+        path or synthetic set given on top of sources (``metis train --data``) replaces them."""
+        from ..config import S2AConfig
+        from .data import MixtureBatchSampler, MixtureDataset, TokenDataset, synthetic_utterances
+
+        mc, d = self.model_cfg, self.cfg.data
+        kw = self._dataset_kw()
+        require, vocab = kw["require"], kw["vocab"]
 
         def synthetic(spec: dict, **defaults):
             syn = dict(defaults, **spec)
@@ -750,12 +819,16 @@ class Trainer:
             if grad_norm is not None:
                 last["grad_norm"] = grad_norm
             last.update(self._source_frames())
+            evaluated = self.val_batches is not None and (self.step % (c.eval_every or c.checkpoint_every) == 0
+                                                          or self.step == target)
+            if evaluated:
+                last.update(self.validate())
             sampled = self.samples is not None and (self.step % self.samples.s.every == 0 or self.step == c.max_steps)
             if sampled:
                 from .objectives import _unwrap
 
                 last["samples"] = str(self.samples(_unwrap(self._unwrapped()), self.step, logger.tb))
-            if self.step % c.log_every == 0 or self.step == target or sampled:
+            if self.step % c.log_every == 0 or self.step == target or sampled or evaluated:
                 logger.log(last)
             if bar is not None:
                 bar.update(1)
