@@ -12,13 +12,15 @@ vocab              the phone vocabulary: a project-own one from the phones of th
                    transcripts (default; shippable, unlike the official table) or --phone-vocab
 phones             ``<work>/train.jsonl``: the manifest with each transcript's phone ids, so
                    that every later step runs without a G2P back end (e.g. on a GPU machine)
+                   (and ``<work>/val.jsonl``, the same for the corpus's ``test.jsonl``)
 ssl                the SSL front end (``small_ssl``): the preset's w2v-BERT-class network
                    trained to classify the aligned phones of each 20 ms frame, noise-augmented
                    (HuBERT-style masked prediction when the corpus has no alignments)
 base               ``random:PRESET`` bundle with that trained SSL, the front end of the rest
 semantic_codec     semantic codec (k-means start) on that SSL's features of part of the corpus
 bundle_v0          base + the trained semantic codec (the tokenizer of the stage-1 shards)
-prepare_stage1     ``metis prepare --task none`` with phones (stage-1 pre-training, TTS)
+prepare_stage1     ``metis prepare --task none`` with phones (stage-1 pre-training, TTS); also of
+                   ``val.jsonl`` into ``data/stage1_val``, the held-out set of the stage-1 runs
 prepare_se/vc/tse  ``metis prepare --task se|vc|tse`` (the condition features of a noisy copy,
                    a timbre-perturbed copy, a two-speaker mixture)
 stage1_pretrain    stage-1 pre-training (no condition)
@@ -28,7 +30,7 @@ stage1_se/vc/tse   LoRA + gated adapter, as the paper fine-tunes them (the merge
 acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
                    restarts, reconstruction-only warm-up)
 bundle_v1          bundle_v0 + the trained acoustic codec (the tokenizer of the S2A shards)
-prepare_s2a        ``metis prepare --task none`` with acoustic ids
+prepare_s2a        ``metis prepare --task none`` with acoustic ids (and ``data/s2a_val``)
 s2a, s2a_1layer    S2A full and 1-layer
 bundle             ``assemble_bundle``: bundle_v1 + S2A + stage 1 (tts, base and every adapter
                    task whose run is complete)
@@ -188,6 +190,10 @@ def run_losses(run: Path, k: int = 3) -> dict:
         vals = [r.get(key) for r in recs if key in r]
         if vals:
             out[f"{key}_first"], out[f"{key}_last"] = _mean(vals[:k]), _mean(vals[-k:])
+    for key in ("val_loss", "val_accuracy"):  # held-out shards (data.val_path): first and last evaluation
+        vals = [r[key] for r in recs if r.get(key) is not None]
+        if vals:
+            out[f"{key}_first"], out[f"{key}_last"] = vals[0], vals[-1]
     if "accuracy_last" in out and out.get("loss_last") is not None:  # masked-token cross-entropy
         out["token_perplexity_last"] = round(math.exp(out["loss_last"]), 2)
     return out
@@ -266,7 +272,7 @@ class SmallModel:
                 "prepare_s2a": self.work / "data" / "s2a", "prepare_se": self.work / "data" / "se",
                 "prepare_vc": self.work / "data" / "vc", "prepare_tse": self.work / "data" / "tse",
                 "examples": self.work / "examples", "vocab": self.work / "vocab.json",
-                "phones": self.work / "train.jsonl"}.get(name, self.work / "runs" / name)  # runs/<name>
+                "phones": self.work / "train.jsonl", "val": self.work / "val.jsonl"}.get(name, self.work / "runs" / name)  # runs/<name>
 
     @contextlib.contextmanager
     def _summary_lock(self):
@@ -419,27 +425,38 @@ class SmallModel:
         from ..text import PhoneTokenizer
         from ..text.vocab import PhoneVocab
 
-        vocab = PhoneVocab.from_json(self.phone_vocab)
-        tok, fp = PhoneTokenizer(vocab), vocab.fingerprint()
-        rows, skipped = [], 0
-        for line in self.train_manifest.read_text().splitlines():
-            if not line.strip():
-                continue
-            r = json.loads(line)
-            audio = Path(r["audio"])
-            audio = audio if audio.is_absolute() else self.corpus / audio
-            r["audio"] = os.path.relpath(audio.resolve(), self.work.resolve())
-            try:
-                ids = list(tok(r.get("text") or "", r.get("language") or self.language).ids)
-            except Exception:  # noqa: BLE001 - a transcript without phones is left for prepare to skip
-                ids, skipped = [], skipped + 1
-            if ids:
-                r["phone_ids"], r["phone_vocab"] = ids, fp
-            rows.append(r)
         from ..corpus.build import write_jsonl_atomic
 
+        vocab = PhoneVocab.from_json(self.phone_vocab)
+        tok, fp = PhoneTokenizer(vocab), vocab.fingerprint()
+
+        def rows_of(manifest: Path):
+            rows, skipped = [], 0
+            for line in manifest.read_text().splitlines():
+                if not line.strip():
+                    continue
+                r = json.loads(line)
+                audio = Path(r["audio"])
+                audio = audio if audio.is_absolute() else manifest.parent / audio
+                r["audio"] = os.path.relpath(audio.resolve(), self.work.resolve())
+                try:
+                    ids = list(tok(r.get("text") or "", r.get("language") or self.language).ids)
+                except Exception:  # noqa: BLE001 - a transcript without phones is left for prepare to skip
+                    ids, skipped = [], skipped + 1
+                if ids:
+                    r["phone_ids"], r["phone_vocab"] = ids, fp
+                rows.append(r)
+            return rows, skipped
+
+        # the corpus's test references (held-out voices and perturbations) first: the held-out
+        # shards of stage 1 and S2A come from them; train.jsonl last (it marks the step complete)
+        held_out = self.corpus / "test.jsonl"
+        val = rows_of(held_out)[0] if held_out.is_file() else []
+        if val:
+            write_jsonl_atomic(self.path("val"), val)
+        rows, skipped = rows_of(self.train_manifest)
         write_jsonl_atomic(self.path("phones"), rows)
-        return {"utterances": len(rows), "without_phones": skipped, "vocab": fp}
+        return {"utterances": len(rows), "without_phones": skipped, "vocab": fp, "held_out": len(val)}
 
     def step_ssl(self) -> dict:
         """The SSL front end trained on the corpus (``small_ssl``: frame classification of the
@@ -545,22 +562,45 @@ class SmallModel:
                         {"acoustic_codec": self.path("acoustic_codec") / "final"}, overwrite=True)
         return {"note": "bundle_v0 + the trained acoustic codec (tokenizer of the S2A shards)"}
 
-    def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool) -> dict:
+    def val_path(self, name: str) -> Path:
+        """The held-out shards prepared beside ``name``'s (``data/<x>_val``)."""
+        p = self.path(name)
+        return p.with_name(p.name + "_val")
+
+    def _val(self, name: str) -> dict:
+        """``data.val_path`` for a run on ``name``'s shards, when its held-out shards exist."""
+        try:
+            done = json.loads((self.val_path(name) / "summary.json").read_text()).get("complete")
+        except (OSError, json.JSONDecodeError):
+            done = False
+        return {"val_path": str(self.val_path(name))} if done else {}
+
+    def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool, held_out: bool = False) -> dict:
+        """``metis prepare`` of the training manifest; with ``held_out`` first also of the corpus's
+        test references (``<work>/val.jsonl``, when the corpus has them) into ``data/<x>_val``,
+        the runs' ``data.val_path``."""
         from .prepare import PrepareConfig, prepare
 
-        cfg = PrepareConfig(input=str(self.path("phones")), out=str(self.path(name)), model=str(self.path(model)),
-                            task=task, acoustic=acoustic, phones=phones, language=self.language,
-                            device=None, progress=False, seed=0)  # None: the task API's device choice
-        s = prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
+        def run(src: Path, out: Path) -> dict:
+            cfg = PrepareConfig(input=str(src), out=str(out), model=str(self.path(model)),
+                                task=task, acoustic=acoustic, phones=phones, language=self.language,
+                                device=None, progress=False, seed=0)  # None: the task API's device choice
+            return prepare(cfg, log=lambda text: [self.log("  " + line) for line in text.splitlines()])
+
+        rec = {}
+        if held_out and self.path("val").is_file():
+            v = run(self.path("val"), self.val_path(name))
+            rec["held_out"] = {"utterances": v["utterances"], "hours": v["hours"], "complete": v["complete"]}
+        s = run(self.path("phones"), self.path(name))
         if not s["complete"] or not s["utterances"]:
             raise MetisError(f"{name}: preparation incomplete or empty ({s['utterances']} utterances)")
-        return {"utterances": s["utterances"], "hours": s["hours"], "skipped": s["skipped"],
-                "codebook_use": token_stats(self.path(name))}
+        return dict({"utterances": s["utterances"], "hours": s["hours"], "skipped": s["skipped"],
+                     "codebook_use": token_stats(self.path(name))}, **rec)
 
     def step_prepare_stage1(self) -> dict:
         """Semantic ids and phones: stage 1 needs only the semantic codec, so its chain does not
         wait for the acoustic codec."""
-        return self._prepare("prepare_stage1", "bundle_v0", "none", acoustic=False, phones=True)
+        return self._prepare("prepare_stage1", "bundle_v0", "none", acoustic=False, phones=True, held_out=True)
 
     def step_prepare_se(self) -> dict:
         return self._prepare("prepare_se", "bundle_v0", "se", acoustic=False, phones=False)
@@ -572,19 +612,19 @@ class SmallModel:
         return self._prepare("prepare_tse", "bundle_v0", "tse", acoustic=False, phones=False)
 
     def step_prepare_s2a(self) -> dict:
-        return self._prepare("prepare_s2a", "bundle_v1", "none", acoustic=True, phones=False)
+        return self._prepare("prepare_s2a", "bundle_v1", "none", acoustic=True, phones=False, held_out=True)
 
     def step_s2a(self) -> dict:
-        return self._train("s2a", data={"path": str(self.path("prepare_s2a"))})
+        return self._train("s2a", data={"path": str(self.path("prepare_s2a")), **self._val("prepare_s2a")})
 
     def step_s2a_1layer(self) -> dict:
-        return self._train("s2a_1layer", data={"path": str(self.path("prepare_s2a"))})
+        return self._train("s2a_1layer", data={"path": str(self.path("prepare_s2a")), **self._val("prepare_s2a")})
 
     def step_stage1_pretrain(self) -> dict:
-        return self._train("stage1_pretrain", data={"path": str(self.path("prepare_stage1"))})
+        return self._train("stage1_pretrain", data={"path": str(self.path("prepare_stage1")), **self._val("prepare_stage1")})
 
     def step_stage1_tts(self) -> dict:
-        return self._train("stage1_tts", data={"path": str(self.path("prepare_stage1"))},
+        return self._train("stage1_tts", data={"path": str(self.path("prepare_stage1")), **self._val("prepare_stage1")},
                            model={"init_from": str(self.path("stage1_pretrain") / "final")})
 
     def _adapter_task(self, task: str) -> dict:

@@ -21,11 +21,12 @@ UTTERANCES = [
     ("en-us+m1", "Short runs only check that the plumbing works."),
 ]
 DEV = [("en+f2", "This is a sentence of the development set."), ("en+m3", "And here is another one.")]
+TEST = [("en-us+m1", "A held out reference of the test set."), ("en+f2", "The last one is held out too.")]
 
 
 def make_corpus(root: Path) -> Path:
-    """root/train.jsonl (6 items) and dev.jsonl (2) as `metis make-corpus` writes them."""
-    for split, utts in (("train", UTTERANCES), ("dev", DEV)):
+    """root/train.jsonl (6 items), dev.jsonl (2) and test.jsonl (2) as `metis make-corpus` writes them."""
+    for split, utts in (("train", UTTERANCES), ("dev", DEV), ("test", TEST)):
         lines = []
         for i, (voice, text) in enumerate(utts):
             rel = Path("wavs") / split / f"{split}{i}.wav"
@@ -74,6 +75,13 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     # stage 1 needed no acoustic codec; its shards hold none
     assert not (work / "runs" / "acoustic_codec").exists()
     assert "acoustic" not in s["steps"]["prepare_stage1"]["codebook_use"]
+    # the corpus's test references became held-out shards, and stage 1 logged its loss on them
+    val_rows = [json.loads(x) for x in (work / "val.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in val_rows] == [t for _, t in TEST] and all(r["phone_ids"] for r in val_rows)
+    held = s["steps"]["prepare_stage1"]["held_out"]
+    assert held["utterances"] == 2 and held["complete"] and held["hours"] > 0
+    assert (work / "data" / "stage1_val" / "summary.json").is_file()
+    assert s["steps"]["stage1_pretrain"]["losses"]["val_loss_last"] > 0
 
     # the other lane: the acoustic codec and S2A, recorded beside the first lane's steps
     assert main(args + ["--lane", "s2a", "--max-steps", "s2a=3"]) == 0
@@ -82,6 +90,7 @@ def test_driver_runs_every_step_and_resumes(corpus, tmp_path, capsys, monkeypatc
     s = json.loads((work / "summary.json").read_text())
     assert "stage1_pretrain" in s["steps"] and "s2a" in s["steps"]
     assert s["steps"]["s2a"]["max_steps"] == 3  # the override
+    assert s["steps"]["prepare_s2a"]["held_out"]["utterances"] == 2 and s["steps"]["s2a"]["losses"]["val_loss_last"] > 0
 
     # a run whose final/ was lost (killed while saving) continues from its checkpoint
     shutil.rmtree(work / "runs" / "acoustic_codec" / "final")
