@@ -3,7 +3,9 @@
 CONFIG is a YAML file or the name of a packaged recipe (``metis_speech/recipes``).
 ``--resume`` continues from ``<out>/checkpoints/latest`` (a fresh start when there is none);
 ``--max-steps`` replaces ``train.max_steps`` (the schedule length: resume with the same value);
-``--out`` replaces ``train.out``. Data options can be overridden with ``--data PATH``.
+``--out`` replaces ``train.out``. Data options can be overridden with ``--data PATH``;
+``--val-data SHARDS`` sets ``data.val_path`` (stage 1 / S2A: the loss on held-out shards is
+logged as val_loss every ``train.eval_every`` steps and drawn in loss.png).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ def _configure(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
     p.add_argument("--max-steps", type=int, default=None, help="optimiser steps (replaces train.max_steps)")
     p.add_argument("--out", default=None, help="run directory (replaces train.out)")
     p.add_argument("--data", default=None, help="data directory or manifest (replaces data.path / data.synthetic / data.sources)")
+    p.add_argument("--val-data", default=None, metavar="SHARDS",
+                   help="held-out `metis prepare` shards (replaces data.val_path; stage-1 and S2A runs)")
     p.add_argument("--until", type=int, default=None, help="stop (after a checkpoint) at this step without ending the run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=run)
@@ -53,6 +57,12 @@ def run(args: argparse.Namespace) -> int:
         cfg.train.out = args.out
     if args.data is not None:
         cfg.data.path, cfg.data.synthetic = args.data, None
+    if args.val_data is not None:
+        from pathlib import Path
+
+        if not Path(args.val_data).exists():
+            raise MetisError(f"--val-data {args.val_data}: no such folder")
+        cfg.data.val_path = args.val_data
     if args.no_progress:
         cfg.train.progress = False
     trainer = make_trainer(cfg, resume=args.resume)
@@ -65,6 +75,7 @@ def run(args: argparse.Namespace) -> int:
                     "step": summary["step"],
                     "loss": last.get("loss"),
                     "accuracy": last.get("accuracy"),
+                    **({"val_loss": last["val_loss"], "val_accuracy": last["val_accuracy"]} if "val_loss" in last else {}),
                     "frames_per_s": round(summary["frames_per_s"], 1),
                     "peak_rss_mb": round(summary["peak_rss_mb"] or 0, 1),
                     "skipped": summary["skipped"],
