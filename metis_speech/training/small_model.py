@@ -199,6 +199,15 @@ def run_losses(run: Path, k: int = 3) -> dict:
     return out
 
 
+def _prepared(shards: Path) -> bool:
+    """Whether ``metis prepare`` finished ``shards`` with at least one utterance."""
+    try:
+        s = json.loads((shards / "summary.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return False
+    return bool(s.get("complete")) and s.get("utterances", 0) > 0
+
+
 def token_stats(shards: Path) -> dict:
     """Codebook use over prepared shards: distinct ids and perplexity of the semantic ids and
     of each acoustic RVQ layer (a collapsed codec shows as a handful of ids)."""
@@ -315,11 +324,7 @@ class SmallModel:
         if name in ("base", "bundle_v0", "bundle_v1", "bundle"):
             return is_bundle(p)
         if name.startswith("prepare_"):
-            try:
-                s = json.loads((p / "summary.json").read_text())
-            except (OSError, json.JSONDecodeError):
-                return False
-            return bool(s.get("complete")) and s.get("utterances", 0) > 0
+            return _prepared(p)
         if name == "examples":
             return (p / "examples.json").is_file()
         if name in ("vocab", "phones"):
@@ -422,10 +427,9 @@ class SmallModel:
         the work folder and each transcript's ``phone_ids`` in the vocabulary (+ its
         fingerprint), so that ``metis prepare`` needs no G2P back end (a GPU machine without
         espeak-ng can run every later step)."""
+        from ..corpus.build import write_jsonl_atomic
         from ..text import PhoneTokenizer
         from ..text.vocab import PhoneVocab
-
-        from ..corpus.build import write_jsonl_atomic
 
         vocab = PhoneVocab.from_json(self.phone_vocab)
         tok, fp = PhoneTokenizer(vocab), vocab.fingerprint()
@@ -569,11 +573,7 @@ class SmallModel:
 
     def _val(self, name: str) -> dict:
         """``data.val_path`` for a run on ``name``'s shards, when its held-out shards exist."""
-        try:
-            done = json.loads((self.val_path(name) / "summary.json").read_text()).get("complete")
-        except (OSError, json.JSONDecodeError):
-            done = False
-        return {"val_path": str(self.val_path(name))} if done else {}
+        return {"val_path": str(self.val_path(name))} if _prepared(self.val_path(name)) else {}
 
     def _prepare(self, name: str, model: str, task: str, acoustic: bool, phones: bool, held_out: bool = False) -> dict:
         """``metis prepare`` of the training manifest; with ``held_out`` first also of the corpus's

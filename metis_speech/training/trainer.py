@@ -241,12 +241,9 @@ def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
     if cfg.optim.decay not in ("cosine", "linear", "constant"):
         raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
     cfg.data.check(where)
-    if cfg.train.eval_every is not None and (isinstance(cfg.train.eval_every, bool) or not isinstance(cfg.train.eval_every, int)
-                                             or cfg.train.eval_every < 1):
-        raise ConfigError(f"{where}: train.eval_every must be a positive integer, got {cfg.train.eval_every!r}")
-    vb = cfg.data.val_batches
-    if vb is not None and (isinstance(vb, bool) or not isinstance(vb, int) or vb < 1):
-        raise ConfigError(f"{where}: data.val_batches must be a positive integer, got {vb!r}")
+    for field_name, v in (("train.eval_every", cfg.train.eval_every), ("data.val_batches", cfg.data.val_batches)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise ConfigError(f"{where}: {field_name} must be a positive integer, got {v!r}")
     if cfg.data.val_path is not None and not Path(cfg.data.val_path).exists():
         raise ConfigError(f"{where}: data.val_path {cfg.data.val_path} does not exist")
     return cfg
