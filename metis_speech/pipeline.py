@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence, Tuple, Union
@@ -512,9 +513,10 @@ class Metis:
             max_sentence_chars: int = 300, speed=1.0):
         """Speak ``text`` in the voice of ``prompt`` (whose transcript is ``prompt_text``).
 
-        ``duration`` (seconds) fixes the length; by default it is the prompt's length scaled by
-        the UTF-8 byte ratio of the texts, divided by ``speed`` (2.0: twice as fast as the
-        prompt speaks). Long text is split into sentences, generated as one batch with the same
+        ``duration`` (seconds) fixes the length; by default it is the prompt's length (its
+        speech, pauses counted at most :attr:`max_pause_s` each) scaled by the UTF-8 byte
+        ratio of the texts, kept within :attr:`speaking_rate` phones per second, and divided
+        by ``speed`` (2.0: twice as fast as the prompt speaks). Long text is split into sentences, generated as one batch with the same
         prompt (a steady voice), and joined. Lists give batch inference (``duration``, ``speed``
         and ``seed`` may then be lists too, one per text).
         """
@@ -549,12 +551,14 @@ class Metis:
         self._release("ssl")  # TTS needs no more SSL features (the other tasks' stage 1 reads their input's)
         ssl_sr = self.ssl_sample_rate
         # each prompt's speaking rate over its speech, without leading/trailing silence
-        spoken = [None if d is not None else min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate))
+        spoken = [None if d is not None else
+                  min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate, max_pause_s=self.max_pause_s))
                   for d, sem, w in zip(durs, p_sems, p_w16)]
         phone_ids, lens = [], []
         for p, i in zip(pieces, owner):
             pp = tok(ptexts[i], prompt_language).ids
-            tp = tok(p, language).ids
+            target = tok(p, language)
+            tp = target.ids
             phone_ids.append(torch.tensor(pp + tp, dtype=torch.long))
             if durs[i] is not None:
                 if not (isinstance(durs[i], (int, float)) and math.isfinite(durs[i]) and 0 < durs[i] <= MAX_TARGET_S):
@@ -562,6 +566,7 @@ class Metis:
                 n = int(round(durs[i] * self.frame_rate))
             else:
                 n = spoken[i] * len(p.encode("utf-8")) // max(1, len(str(ptexts[i]).encode("utf-8")))
+                n = bounded_length(n, sounding_phones(target.phones), self.frame_rate, self.speaking_rate)
                 n = int(round(n / float(speeds[i])))
                 if n > MAX_TARGET_S * self.frame_rate:
                     raise MetisError(f"speed {speeds[i]:g} makes a sentence longer than {MAX_TARGET_S:.0f} seconds")
@@ -577,6 +582,14 @@ class Metis:
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
+
+    #: TTS without a ``duration``: the prompt's pauses count at most this many seconds each
+    #: when its speaking rate is measured (None: as they are), and the target length is then
+    #: kept where its phones are spoken at (slowest, fastest) phones per second (None: no
+    #: bound). Read speech runs at ~10-15 phones/s; a prompt of words read one by one or of
+    #: clips joined with gaps would otherwise stretch the sentence out (and lose its words).
+    max_pause_s: Optional[float] = 0.25
+    speaking_rate: Optional[Tuple[float, float]] = (9.0, 20.0)
 
     #: long inputs (VC/TSE/SE) are processed in windows of this many seconds, each carrying
     #: the last ``context_s`` seconds of the previous window's tokens as prompt context.
@@ -770,10 +783,14 @@ def window_count(n_frames: int, window: int) -> int:
     return max(1, math.ceil(n_frames / window)) if n_frames > window + window // 4 else 1
 
 
-def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, floor_db: float = 40.0) -> int:
+def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, floor_db: float = 40.0,
+                  max_pause_s: Optional[float] = None, pause_db: float = 30.0) -> int:
     """Frames (at ``frame_rate``) from the first to the last frame whose energy is within
     ``floor_db`` of the loudest frame: the length of ``wav`` without leading and trailing
-    silence (pauses inside are kept). At least 1."""
+    silence. Pauses inside are kept, unless ``max_pause_s`` is given: then each pause (a run
+    of frames more than ``pause_db`` below the level of the speech, its 95th-percentile
+    frame) counts at most ``max_pause_s``, so that a list of words read one by one, or a
+    prompt joined from clips, does not pass for slow speech. At least 1."""
     from .audio import frame_power
 
     e = frame_power(wav, max(1, int(round(sample_rate / frame_rate))))
@@ -781,7 +798,35 @@ def speech_frames(wav: np.ndarray, sample_rate: int, frame_rate: float = 50.0, f
         return 1
     db = 10 * np.log10(e + 1e-12)
     active = np.flatnonzero(db > db.max() - floor_db)
-    return int(active[-1] - active[0] + 1) if active.size else e.size
+    if not active.size:
+        return e.size
+    db = db[active[0] : active[-1] + 1]
+    n = int(db.size)
+    if max_pause_s is None:
+        return n
+    keep = max(0, int(round(max_pause_s * frame_rate)))
+    quiet = np.concatenate([[0], (db < np.percentile(db, 95) - pause_db).astype(np.int8), [0]])
+    edges = np.flatnonzero(np.diff(quiet))  # starts and ends of the quiet runs, alternating
+    runs = edges[1::2] - edges[::2]
+    return max(1, n - int(np.clip(runs - keep, 0, None).sum()))
+
+
+def bounded_length(n_frames: int, n_phones: int, frame_rate: float, rate_range: Optional[Tuple[float, float]]) -> int:
+    """``n_frames`` moved into the range of lengths at which ``n_phones`` phones are spoken at
+    ``rate_range`` = (slowest, fastest) phones per second (unchanged when ``rate_range`` is
+    None or there are no phones)."""
+    if rate_range is None or n_phones <= 0:
+        return n_frames
+    slow, fast = rate_range
+    longest = int(math.ceil(n_phones / slow * frame_rate))
+    shortest = int(math.floor(n_phones / fast * frame_rate))
+    return min(max(n_frames, shortest), longest)
+
+
+def sounding_phones(phones: Sequence[str]) -> int:
+    """Phones of a :class:`~metis_speech.text.tokenizer.Phonemized` that take time to say: not
+    the word separator ``"_"``, punctuation or spaces."""
+    return sum(1 for p in phones if p != "_" and not all(unicodedata.category(c)[0] in "PZ" for c in p))
 
 
 def _most_active_span(wav: np.ndarray, frame_len: int, n: int) -> int:

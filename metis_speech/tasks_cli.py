@@ -38,7 +38,8 @@ _HELP = {
     "text": "text to speak (tts) or the target speaker's transcript (tse, omni model only)",
     "prompt": "audio file of the target voice (1-30 s)",
     "prompt_text": "transcript of the prompt audio",
-    "duration": "length of the generated speech in seconds (default: from the text length)",
+    "duration": "length of the generated speech in seconds (default: the prompt's speaking rate applied to "
+                "the text, its pauses capped, kept within 9-20 phones/s)",
     "language": "language of the text: en, zh, ja, ko, fr, de or auto",
     "source": "speech whose words are kept",
     "mixture": "recording with the target speaker and others",

@@ -281,6 +281,53 @@ def test_tts_rate_ignores_prompt_silence(models, audio_files):
     assert abs(len(padded.wav) - len(plain.wav)) <= 2 * HOP
 
 
+
+def test_speech_frames_caps_inner_pauses():
+    """With ``max_pause_s``, a pause inside the speech (quiet by more than ``pause_db`` against
+    the speech, here a noise floor 50 dB down) counts at most ``max_pause_s``; leading and
+    trailing silence still counts nothing; without it, pauses count in full."""
+    from metis_speech.pipeline import speech_frames
+    from tests.pipeline.conftest import speechlike
+
+    sr = 16000
+    word = speechlike(0.4, sr, 140)
+    gap = (np.random.default_rng(0).standard_normal(sr) * 10 ** (-50 / 20) * np.abs(word).max()).astype(np.float32)
+    words = np.concatenate([word, gap, word, gap, word])  # 3 words with 1 s pauses
+    assert speech_frames(words, sr) == 50 * 3 * 0.4 + 50 * 2 * 1.0
+    capped = speech_frames(words, sr, max_pause_s=0.25)
+    assert abs(capped - (50 * 3 * 0.4 + 50 * 2 * 0.25)) <= 3
+    assert speech_frames(word, sr, max_pause_s=0.25) == speech_frames(word, sr)  # no pause: as before
+    assert speech_frames(np.concatenate([np.zeros(sr, np.float32), words]), sr, max_pause_s=0.25) == capped
+
+
+def test_tts_length_stays_in_a_speaking_rate_range(models, audio_files):
+    """A prompt of words read one by one (long pauses) or spoken very fast does not stretch or
+    squeeze the sentence out of ``Metis.speaking_rate`` (phones per second); ``duration``
+    and ``speed`` still win, and ``speaking_rate = None`` turns the bound off."""
+    from metis_speech.pipeline import bounded_length, sounding_phones
+    from tests.pipeline.conftest import speechlike
+
+    assert bounded_length(700, 41, 50, (9.0, 20.0)) == 228 and bounded_length(10, 41, 50, (9.0, 20.0)) == 102
+    assert bounded_length(200, 41, 50, (9.0, 20.0)) == 200 and bounded_length(700, 41, 50, None) == 700
+    assert sounding_phones(["b", "ɔː", "l", ",", "_", "b", "oʊ", "."]) == 5
+    m = models("tts")
+    text = "Hello there, my good friend."
+    n_ph = sounding_phones(m._net("phones")(text, "en").phones)
+    sr = 16000
+    word = speechlike(0.3, sr, 130)
+    slow = np.concatenate([word, np.zeros(2 * sr, np.float32)] * 3 + [word])  # 4 words, 2 s apart
+    out = m.tts(text, (slow, sr), "A test of my voice.", language="en", seed=1, **FAST)
+    assert out.duration <= n_ph / m.speaking_rate[0] + 0.05
+    fixed = m.tts(text, (slow, sr), "A test of my voice.", duration=3.0, language="en", seed=1, **FAST)
+    assert abs(fixed.duration - 3.0) < 0.05
+    assert m.tts(text, (slow, sr), "A test of my voice.", language="en", seed=1, speed=0.5, **FAST).duration > out.duration
+    try:
+        m.speaking_rate, m.max_pause_s = None, None  # the prompt's rate as it is: much longer
+        free = m.tts(text, (slow, sr), "A test of my voice.", language="en", seed=1, **FAST)
+    finally:
+        del m.speaking_rate, m.max_pause_s  # back to the class defaults
+    assert free.duration > 2 * out.duration
+
 @pytest.mark.parametrize("task", ["tts", "vc", "se"])
 def test_low_memory_holds_one_stage_and_gives_the_same_output(tiny_bundle, audio_files, task, monkeypatch):
     """``low_memory=True`` loads each stage's networks when the stage starts and drops them when
