@@ -516,8 +516,8 @@ class Metis:
         ``duration`` (seconds) fixes the length; by default it is the prompt's length (its
         speech, pauses counted at most :attr:`max_pause_s` each) scaled by the UTF-8 byte
         ratio of the texts, kept within :attr:`speaking_rate` phones per second, and divided
-        by ``speed`` (2.0: twice as fast as the prompt speaks). Long text is split into sentences, generated as one batch with the same
-        prompt (a steady voice), and joined. Lists give batch inference (``duration``, ``speed``
+        by ``speed`` (2.0: twice as fast as the prompt speaks). Long text is split into
+        sentences, generated as one batch with the same prompt (a steady voice), and joined. Lists give batch inference (``duration``, ``speed``
         and ``seed`` may then be lists too, one per text).
         """
         self._require("tts", "omni")
