@@ -517,8 +517,9 @@ class Metis:
         speech, pauses counted at most :attr:`max_pause_s` each) scaled by the UTF-8 byte
         ratio of the texts, kept within :attr:`speaking_rate` phones per second, and divided
         by ``speed`` (2.0: twice as fast as the prompt speaks). Long text is split into
-        sentences, generated as one batch with the same prompt (a steady voice), and joined. Lists give batch inference (``duration``, ``speed``
-        and ``seed`` may then be lists too, one per text).
+        sentences, generated as one batch with the same prompt (a steady voice), and joined.
+        Lists give batch inference (``duration``, ``speed`` and ``seed`` may then be lists too,
+        one per text).
         """
         self._require("tts", "omni")
         single = isinstance(text, str)
@@ -550,7 +551,7 @@ class Metis:
         p_w16, p_sems, p_codes = self._prompts(prompts)
         self._release("ssl")  # TTS needs no more SSL features (the other tasks' stage 1 reads their input's)
         ssl_sr = self.ssl_sample_rate
-        # each prompt's speaking rate over its speech, without leading/trailing silence
+        # each prompt's speaking rate over its speech: no leading/trailing silence, inner pauses capped
         spoken = [None if d is not None else
                   min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate, max_pause_s=self.max_pause_s))
                   for d, sem, w in zip(durs, p_sems, p_w16)]

@@ -281,7 +281,6 @@ def test_tts_rate_ignores_prompt_silence(models, audio_files):
     assert abs(len(padded.wav) - len(plain.wav)) <= 2 * HOP
 
 
-
 def test_speech_frames_caps_inner_pauses():
     """With ``max_pause_s``, a pause inside the speech (quiet by more than ``pause_db`` against
     the speech, here a noise floor 50 dB down) counts at most ``max_pause_s``; leading and
@@ -327,6 +326,7 @@ def test_tts_length_stays_in_a_speaking_rate_range(models, audio_files):
     finally:
         del m.speaking_rate, m.max_pause_s  # back to the class defaults
     assert free.duration > 2 * out.duration
+
 
 @pytest.mark.parametrize("task", ["tts", "vc", "se"])
 def test_low_memory_holds_one_stage_and_gives_the_same_output(tiny_bundle, audio_files, task, monkeypatch):
