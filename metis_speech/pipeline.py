@@ -38,7 +38,7 @@ from .audio import load_audio, resample, save_audio
 from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
 from .hub import for_task
-from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check_inputs  # noqa: F401 - limits re-exported
+from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check_audio, check_inputs  # noqa: F401 - limits re-exported
 from .shipped import Choice, choose_source
 from .sources import ModelSource
 
@@ -301,8 +301,9 @@ class Metis:
                 sr = net.sample_rate if net is not None else self._src.config("ssl").sample_rate
                 self._facts["ssl"] = int(sr)
             elif name == "s2a":
-                q = net.num_quantizers if net is not None else self._src.config("s2a_full").num_quantizers
-                self._facts["quantizers"] = int(q)
+                cfg = net.cfg if net is not None else self._src.config("s2a_full")
+                self._facts["quantizers"] = int(cfg.num_quantizers)
+                self._facts["semantic_vocab"] = int(cfg.cond_codebook_size)
             elif name == "acoustic_decoder":
                 cfg = net.cfg if net is not None else self._src.config("acoustic_decoder")
                 self._facts["audio"] = int(cfg.sample_rate)
@@ -720,6 +721,53 @@ class Metis:
             check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
+
+    def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None) -> SpeechOutput:
+        """Speech from semantic ids: the S2A, then the codec decoder (the second half of every task).
+
+        ``semantic``: ids (T,) at :attr:`frame_rate`, e.g. :meth:`semantic_ids` of a recording
+        or the ``semantic_ids`` of an earlier output. With ``prompt`` (audio), the S2A continues
+        the prompt's acoustic ids, so the speech takes the prompt's voice; without one it picks
+        a voice itself, as it does for SE and TSE. Loaded for any task.
+        """
+        ids = self._semantic_input(semantic)
+        if s2a_steps is not None:
+            s2a_steps = tuple(s2a_steps)
+            if not s2a_steps or not all(isinstance(s, int) and s >= 1 for s in s2a_steps):
+                raise MetisError(f"s2a_steps must be positive integers, got {s2a_steps!r}")
+        if prompt is not None:
+            check_audio(prompt, "prompt", min_s=MIN_PROMPT_S)
+            _, p_sems, p_codes = self._prompts([prompt])
+        else:
+            q = int(self._fact("quantizers", "s2a"))
+            p_sems = [ids[:0]]
+            p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)]
+        codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps)
+        return self._finish([ids], codes)[0]
+
+    def _semantic_input(self, semantic) -> torch.Tensor:
+        """A (T,) long tensor on the device from ids given as a tensor, array or list; MetisError
+        for anything else (wrong shape or type, empty, too long, ids outside the S2A's codebook)."""
+        if isinstance(semantic, torch.Tensor):
+            arr = semantic.detach().cpu().numpy()
+        else:
+            try:
+                arr = np.asarray(semantic)
+            except (TypeError, ValueError):
+                raise MetisError("semantic ids: expected a 1-D sequence of integers") from None
+        if arr.ndim == 2 and arr.shape[0] == 1:
+            arr = arr[0]
+        if arr.ndim != 1 or arr.size == 0:
+            raise MetisError(f"semantic ids: expected a non-empty 1-D sequence, got shape {tuple(arr.shape)}")
+        if not np.issubdtype(arr.dtype, np.integer):
+            raise MetisError(f"semantic ids: expected integers, got {arr.dtype}")
+        limit = int(MAX_INPUT_S * self.frame_rate)
+        if arr.size > limit:
+            raise MetisError(f"semantic ids: {arr.size} frames is more than {MAX_INPUT_S:.0f} s ({limit} frames)")
+        vocab = int(self._fact("semantic_vocab", "s2a"))
+        if int(arr.min()) < 0 or int(arr.max()) >= vocab:
+            raise MetisError(f"semantic ids must lie in [0, {vocab}); got {int(arr.min())}..{int(arr.max())}")
+        return torch.from_numpy(arr.astype(np.int64)).to(self.device)
 
     def l2s(self, video, prompt, crop_box=None, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
         """Speech for a silent video of a speaking face, in the voice of ``prompt``."""

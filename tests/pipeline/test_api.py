@@ -367,3 +367,39 @@ def test_low_memory_holds_one_stage_and_gives_the_same_output(tiny_bundle, audio
     assert set(lean.loaded) <= {"phones"}
     assert out.sample_rate == normal.sample_rate and np.array_equal(out.wav, normal.wav)
     assert np.array_equal(out.semantic_ids, normal.semantic_ids)
+
+
+def test_semantic_to_speech_renders_ids_with_or_without_a_prompt(models, audio_files):
+    m = models("se")
+    out = m.se(audio_files["source"], seed=0, **FAST)
+    ids = out.semantic_ids
+    alone = m.semantic_to_speech(ids, seed=0, s2a_steps=FAST["s2a_steps"])
+    assert len(alone.wav) == len(ids) * HOP and alone.acoustic_ids.shape[0] == len(ids)
+    assert np.array_equal(alone.semantic_ids, ids)
+    again = m.semantic_to_speech(list(ids), seed=0, s2a_steps=FAST["s2a_steps"])
+    assert np.array_equal(again.wav, alone.wav)
+    voiced = models("vc").semantic_to_speech(torch.from_numpy(ids)[None], audio_files["prompt"], seed=0,
+                                             s2a_steps=FAST["s2a_steps"])
+    assert len(voiced.wav) == len(ids) * HOP  # the prompt is context, not output
+    assert not np.array_equal(voiced.acoustic_ids, alone.acoustic_ids)
+
+
+@pytest.mark.parametrize("ids, match", [
+    ([], "non-empty"),
+    ([[1, 2], [3, 4]], "1-D"),
+    ([0.5, 1.5], "integers"),
+    ([0, 5, 10**6], r"\[0, "),
+    ([-1, 2], r"\[0, "),
+    ("abc", "1-D|integers"),
+])
+def test_semantic_to_speech_bad_ids(models, ids, match):
+    with pytest.raises(MetisError, match=match):
+        models("se").semantic_to_speech(ids)
+
+
+def test_semantic_to_speech_bad_prompt_and_steps(models, audio_files, tmp_path):
+    m = models("vc")
+    with pytest.raises(MetisError, match="s2a_steps"):
+        m.semantic_to_speech([1, 2, 3], s2a_steps=[0])
+    with pytest.raises(MetisError):
+        m.semantic_to_speech([1, 2, 3], tmp_path / "missing.wav")
