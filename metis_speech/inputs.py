@@ -21,7 +21,7 @@ import numpy as np
 from .errors import AudioError, MetisError
 
 __all__ = [
-    "MIN_PROMPT_S", "MAX_PROMPT_S", "MIN_INPUT_S", "MAX_INPUT_S", "MAX_TARGET_S", "SILENT_PEAK",
+    "MIN_PROMPT_S", "MAX_PROMPT_S", "MIN_INPUT_S", "MAX_INPUT_S", "MAX_TARGET_S", "SILENT_PEAK", "SPEAKING_RATE",
     "check_audio", "check_video", "check_text", "check_phones", "check_inputs", "TASK_INPUTS",
 ]
 
@@ -37,6 +37,8 @@ MAX_TARGET_S = 300.0
 """Longest generated speech (``duration``)."""
 SILENT_PEAK = 1e-5
 """Audio whose absolute peak stays below this is silent."""
+SPEAKING_RATE = (9.0, 20.0)
+"""TTS without a duration: (slowest, fastest) phones per second the target is kept within."""
 
 AudioArg = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]
 

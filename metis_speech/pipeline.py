@@ -38,7 +38,9 @@ from .audio import load_audio, resample, save_audio
 from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
 from .hub import for_task
-from .inputs import MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, check_audio, check_inputs  # noqa: F401 - limits re-exported
+from .inputs import (  # noqa: F401 - limits re-exported
+    MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, SPEAKING_RATE, check_audio, check_inputs,
+)
 from .shipped import Choice, choose_source
 from .sources import ModelSource
 
@@ -591,7 +593,7 @@ class Metis:
     #: bound). Read speech runs at ~10-15 phones/s; a prompt of words read one by one or of
     #: clips joined with gaps would otherwise stretch the sentence out (and lose its words).
     max_pause_s: Optional[float] = 0.25
-    speaking_rate: Optional[Tuple[float, float]] = (9.0, 20.0)
+    speaking_rate: Optional[Tuple[float, float]] = SPEAKING_RATE
 
     #: long inputs (VC/TSE/SE) are processed in windows of this many seconds, each carrying
     #: the last ``context_s`` seconds of the previous window's tokens as prompt context.

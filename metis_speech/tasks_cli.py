@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .errors import MetisError
+from .inputs import SPEAKING_RATE
 
 # task -> (fields it takes, required fields, help)
 TASK_FIELDS = {
@@ -39,7 +40,7 @@ _HELP = {
     "prompt": "audio file of the target voice (1-30 s)",
     "prompt_text": "transcript of the prompt audio",
     "duration": "length of the generated speech in seconds (default: the prompt's speaking rate applied to "
-                "the text, its pauses capped, kept within 9-20 phones/s)",
+                "the text, its pauses capped, kept within %g-%g phones/s)" % SPEAKING_RATE,
     "language": "language of the text: en, zh, ja, ko, fr, de or auto",
     "source": "speech whose words are kept",
     "mixture": "recording with the target speaker and others",
