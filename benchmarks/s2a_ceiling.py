@@ -54,10 +54,13 @@ def main(argv=None) -> int:
     path = Path(args.testset)
     if not path.is_file():
         sys.exit(f"{path}: no such test set")
+    from metis_speech.errors import MetisError
+    from metis_speech.tasks_cli import _s2a_steps
+
     try:
-        s2a_steps = [int(s) for s in args.s2a_steps.split(",")] if args.s2a_steps else None
-    except ValueError:
-        sys.exit(f"--s2a-steps: expected comma-separated integers, got {args.s2a_steps!r}")
+        s2a_steps = _s2a_steps(args.s2a_steps)
+    except MetisError as e:
+        sys.exit(str(e))
 
     import torch
 
@@ -67,7 +70,6 @@ def main(argv=None) -> int:
     from metis_speech.eval.quality import pesq_wb, stoi
     from metis_speech.eval.speaker import speaker_similarity
     from metis_speech.eval.text import wer
-    from metis_speech.errors import MetisError
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     from codec_resynth import load_codec
@@ -83,15 +85,14 @@ def main(argv=None) -> int:
     rows = []
     for it in items:
         ref, _ = load_audio(path.parent / it["reference"], sr)
-        ref16 = resample(ref, sr, ssl_sr)
-        ids = m.semantic_ids([ref16])[0]
+        r16 = resample(ref, sr, 16000)  # the metrics' rate
+        ids = m.semantic_ids([r16 if ssl_sr == 16000 else resample(ref, sr, ssl_sr)])[0]
         with torch.no_grad():
             codes = m.acoustic_ids(ref, int(ids.shape[0]))
             renders = {"codec": dec.decode(codes[None].cpu())[0, 0].numpy()}
         if it.get("prompt"):
             renders["s2a_prompt"] = m.semantic_to_speech(ids, path.parent / it["prompt"], seed=args.seed, s2a_steps=s2a_steps).wav
         renders["s2a_none"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps).wav
-        r16 = resample(ref, sr, 16000)
         row = {"id": it.get("id", Path(it["reference"]).stem), "wer_reference": wer(it["text"], transcribe(r16, 16000))}
         for kind, y in renders.items():
             y16 = resample(np.clip(y, -1, 1).astype(np.float32), sr, 16000)

@@ -105,7 +105,7 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
     where = f"metis.json decoding.{preset}.{task}"
     for k, v in over.items():
         if k == "s2a_steps":
-            if not isinstance(v, list) or not v or not all(isinstance(s, int) and s >= 1 for s in v):
+            if not isinstance(v, list) or not _positive_ints(v):
                 raise MetisError(f"{where}: s2a_steps must be a list of positive integers, got {v!r}")
         elif k == "steps":
             if not isinstance(v, int) or v < 1:
@@ -115,6 +115,11 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
     if "s2a_steps" in over:
         over = dict(over, s2a_steps=tuple(over["s2a_steps"]))
     return replace(base, **over)
+
+
+def _positive_ints(values) -> bool:
+    """True for a non-empty sequence of integers >= 1 (per-layer S2A steps)."""
+    return bool(values) and all(isinstance(v, int) and v >= 1 for v in values)
 
 
 @dataclass
@@ -735,7 +740,7 @@ class Metis:
         ids = self._semantic_input(semantic)
         if s2a_steps is not None:
             s2a_steps = tuple(s2a_steps)
-            if not s2a_steps or not all(isinstance(s, int) and s >= 1 for s in s2a_steps):
+            if not _positive_ints(s2a_steps):
                 raise MetisError(f"s2a_steps must be positive integers, got {s2a_steps!r}")
         if prompt is not None:
             check_audio(prompt, "prompt", min_s=MIN_PROMPT_S)
