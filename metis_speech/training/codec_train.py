@@ -409,8 +409,8 @@ ACOUSTIC_OBJECTIVE = {
     "kmeans_iters": 10,
     "train_parts": "all",  # all | decoder: only the decoder after the quantizer learns (the encoder and the
     # codebooks stay frozen, so the codec's ids, and an S2A trained on them, stay valid)
-    "mpd_width": 1.0,
-    "mrd_width": 1.0,
+    "mpd_width": 1.0,  # channel scale of the multi-period discriminator (0 = left out)
+    "mrd_width": 1.0,  # and of the multi-resolution one (0 = left out; not both)
     "periods": [2, 3, 5, 7, 11],
     "stft_resolutions": [[512, 128, 512], [1024, 256, 1024], [2048, 512, 2048]],
     "mel_windows": [32, 64, 128, 256, 512, 1024, 2048],
@@ -472,7 +472,10 @@ class AcousticCodecTrainer(LoopTrainer):
                 raise MetisError("acoustic codec: train_parts 'decoder' needs model.init_from (a trained codec)")
             for p in list(gen.encoder.parameters()) + list(gen.decoder.quantizer.parameters()):
                 p.requires_grad_(False)
-        disc = CodecDiscriminator(o["periods"], o["stft_resolutions"], o["mpd_width"], o["mrd_width"])
+        try:
+            disc = CodecDiscriminator(o["periods"], o["stft_resolutions"], float(o["mpd_width"]), float(o["mrd_width"]))
+        except ValueError as e:
+            raise MetisError(f"acoustic codec objective: {e}") from None
         opt_g, sched_g = self.make_optimizer(gen.parameters())
         opt_d, sched_d = self.make_optimizer(disc.parameters(), lr=o["disc_lr"], betas=o["disc_betas"])
         gen, disc, opt_g, opt_d = self.accelerator.prepare(gen, disc, opt_g, opt_d)

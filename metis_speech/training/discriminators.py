@@ -160,7 +160,8 @@ class MultiResolutionDiscriminator(nn.Module):
 
 class CodecDiscriminator(nn.Module):
     """Multi-period + multi-resolution discriminators (Vocos). wav (B, 1, S) -> (logits, fmaps),
-    the lists concatenated (MPD first)."""
+    the lists concatenated (MPD first). A width of 0 leaves that discriminator out (on a CPU
+    the small-channel 2-D convs of the MRD cost ~3x the MPD per step)."""
 
     def __init__(
         self,
@@ -170,10 +171,17 @@ class CodecDiscriminator(nn.Module):
         mrd_width: float = 1.0,
     ):
         super().__init__()
-        self.mpd = MultiPeriodDiscriminator(periods, mpd_width)
-        self.mrd = MultiResolutionDiscriminator(resolutions, mrd_width)
+        if mpd_width < 0 or mrd_width < 0 or (mpd_width == 0 and mrd_width == 0):
+            raise ValueError(f"discriminator widths must be >= 0 and not both 0, got mpd {mpd_width}, mrd {mrd_width}")
+        self.mpd = MultiPeriodDiscriminator(periods, mpd_width) if mpd_width > 0 else None
+        self.mrd = MultiResolutionDiscriminator(resolutions, mrd_width) if mrd_width > 0 else None
 
     def forward(self, wav: torch.Tensor) -> DiscOut:
-        l1, f1 = self.mpd(wav)
-        l2, f2 = self.mrd(wav)
-        return l1 + l2, f1 + f2
+        logits: List[torch.Tensor] = []
+        fmaps: List[List[torch.Tensor]] = []
+        for d in (self.mpd, self.mrd):
+            if d is not None:
+                lg, fm = d(wav)
+                logits += lg
+                fmaps += fm
+        return logits, fmaps

@@ -85,6 +85,19 @@ def test_discriminator_shapes():
         d(torch.randn(2, 2, 100))
 
 
+def test_codec_discriminator_width_zero_leaves_that_part_out():
+    wav = torch.randn(2, 1, 4800)
+    mpd_only = CodecDiscriminator(periods=(2, 3), resolutions=((512, 128, 512),), mpd_width=1 / 16, mrd_width=0)
+    assert mpd_only.mrd is None
+    logits, fmaps = mpd_only(wav)
+    assert len(logits) == len(fmaps) == 2 and all(f[0].shape[-1] in (2, 3) for f in fmaps)
+    mrd_only = CodecDiscriminator(periods=(2, 3), resolutions=((512, 128, 512),), mpd_width=0, mrd_width=1 / 8)
+    assert mrd_only.mpd is None and len(mrd_only(wav)[0]) == 1
+    for bad in ((0, 0), (-1, 1 / 8)):
+        with pytest.raises(ValueError, match="discriminator widths"):
+            CodecDiscriminator(mpd_width=bad[0], mrd_width=bad[1])
+
+
 def test_codebook_stats():
     s = codebook_stats(torch.tensor([0, 1, 2, 3]), 8)
     assert s["codebook_usage"] == 0.5 and s["perplexity"] == pytest.approx(4.0)
@@ -270,6 +283,17 @@ def test_acoustic_codec_rejects_unknown_objective_setting(tmp_path):
 
     with pytest.raises(MetisError, match="unknown setting"):
         make_trainer(acoustic_config(tmp_path / "x", 2, 0, mel_wieght=3.0))
+
+
+def test_acoustic_codec_mpd_only_gan_trains_and_both_widths_zero_is_refused(tmp_path):
+    from metis_speech.errors import MetisError
+
+    out = tmp_path / "mpd"
+    make_trainer(acoustic_config(out, 3, 1, mrd_width=0)).train()
+    recs = read_log(out)
+    assert recs[0]["disc_loss"] == 0.0 and all(r["disc_loss"] > 0.0 and r["fm_loss"] > 0.0 for r in recs[1:])
+    with pytest.raises(MetisError, match="discriminator widths"):
+        make_trainer(acoustic_config(tmp_path / "none", 2, 0, mpd_width=0, mrd_width=0))
 
 
 def test_metis_train_cli_acoustic_codec_tiny(tmp_path, capsys):
