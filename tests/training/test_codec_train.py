@@ -371,3 +371,27 @@ def test_two_process_gan_keeps_ranks_in_sync(tmp_path):
     assert all(len(hs) == 1 for hs in by_net.values()), lines
     meta = json.loads((tmp_path / "run" / "checkpoints" / "step_00000003" / "meta.json").read_text())
     assert meta["world_size"] == 2
+
+
+def test_acoustic_decoder_finetune_from_a_bundle_keeps_the_ids(tmp_path):
+    """model.init_from a bundle (its acoustic_encoder / acoustic_decoder) with train_parts
+    'decoder': the encoder and the codebooks stay as the bundle has them (its ids stay valid),
+    the vocoder after the quantizer learns."""
+    from metis_speech.bundle import random_bundle
+    from metis_speech.errors import MetisError
+
+    bundle = random_bundle(tmp_path / "b", "tiny", tasks=("tts",), with_s2a_1layer=False)
+    cfg = acoustic_config(tmp_path / "ft", 3, 1, train_parts="decoder", dead_code_restart_every=0).to_dict()
+    cfg["model"] = {"preset": "tiny", "component": "acoustic_codec", "init_from": str(bundle)}
+    make_trainer(load_train_config(cfg)).train()
+    enc0, dec0 = load_checkpoint(bundle / "acoustic_encoder"), load_checkpoint(bundle / "acoustic_decoder")
+    enc1, dec1 = load_checkpoint(tmp_path / "ft" / "final" / "encoder"), load_checkpoint(tmp_path / "ft" / "final" / "decoder")
+    assert all(torch.equal(a, b) for a, b in zip(enc0.state_dict().values(), enc1.state_dict().values()))
+    q0, q1 = dec0.quantizer.state_dict(), dec1.quantizer.state_dict()
+    assert all(torch.equal(q0[k], q1[k]) for k in q0)
+    s0, s1 = dec0.state_dict(), dec1.state_dict()
+    assert any(not torch.equal(s0[k], s1[k]) for k in s0 if not k.startswith("quantizer."))
+    cfg["model"]["init_from"] = str(tmp_path / "nothing")
+    cfg["train"]["out"] = str(tmp_path / "ft2")
+    with pytest.raises(MetisError, match="expected an acoustic codec run"):
+        make_trainer(load_train_config(cfg))
