@@ -4,20 +4,21 @@
 The bounds sit between the first shipped model (tiny preset, random SSL front end, TTS and
 SE only) and the shipped ones since, measured here with the same inputs and seeds:
 
-=====================================  ===========  ==========  ==========  ==========  ==================
-measure                                first model  H200 model  ddaf13d     this model  bound
-=====================================  ===========  ==========  ==========  ==========  ==================
-SE: STOI of 2 sentences at 5 dB        0.49         0.59        0.68        0.70        > 0.6 (input 0.82)
-VC: SIM to prompt minus the source's   (no VC)      +0.23 (*)   +0.29       +0.30       >= +0.15
-TSE: SIM to the interferer, drop       (no TSE)     0.24        0.23        0.25        >= 0.15
-TSE: SIM to the target                 (no TSE)     0.70        0.81        0.82        >= 0.75
-=====================================  ===========  ==========  ==========  ==========  ==================
+=====================================  ===========  ==========  ==========  ==========  ==========  ==================
+measure                                first model  H200 model  ddaf13d     e1e9661     this model  bound
+=====================================  ===========  ==========  ==========  ==========  ==========  ==================
+SE: STOI of 2 sentences at 5 dB        0.49         0.59        0.68        0.70        0.71        > 0.6 (input 0.82)
+VC: SIM to prompt minus the source's   (no VC)      +0.23 (*)   +0.29       +0.30       +0.37       >= +0.15
+TSE: SIM to the interferer, drop       (no TSE)     0.24        0.23        0.25        0.26        >= 0.15
+TSE: SIM to the target                 (no TSE)     0.70        0.81        0.82        0.82        >= 0.75
+=====================================  ===========  ==========  ==========  ==========  ==========  ==================
 
 (*) one conversion; now the mean of 2 sentences x 2 seeds. ddaf13d has the log-mel acoustic
-codec, the S2A re-trained on its ids and its own decoding settings (README); "this model" has
-that S2A and stage-1 TTS trained further on a 1.89 h corpus. Honest reading: the SE output is
-still less intelligible than its noisy input (STOI 0.70 vs 0.82); it removes the noise but loses
-words.
+codec, the S2A re-trained on its ids and its own decoding settings (README); e1e9661 has
+that S2A and stage-1 TTS trained further on a 1.89 h corpus; "this model" has e1e9661's networks
+with the acoustic codec's decoder fine-tuned (recipe small_acoustic_decoder; same ids). Honest
+reading: the SE output is still less intelligible than its noisy input (STOI 0.71 vs 0.82); it
+removes the noise but loses words.
 """
 
 import shutil
