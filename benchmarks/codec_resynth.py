@@ -26,20 +26,15 @@ import numpy as np
 
 def load_codec(model: str):
     """(encoder, decoder) in eval mode from a bundle, a codec run's final/, or 'small'."""
+    from metis_speech.bundle import acoustic_codec_dirs
+    from metis_speech.errors import MetisError
     from metis_speech.loading import load_checkpoint
 
-    if model == "small":
-        from metis_speech.shipped import small_model_dir
-
-        root = small_model_dir()
-        if root is None:
-            sys.exit("the shipped small model is not installed")
-    else:
-        root = Path(model)
-    for enc, dec in (("acoustic_encoder", "acoustic_decoder"), ("encoder", "decoder")):
-        if (root / enc).is_dir() and (root / dec).is_dir():
-            return load_checkpoint(root / enc).float().eval(), load_checkpoint(root / dec).float().eval()
-    sys.exit(f"{root}: neither a bundle (acoustic_encoder/, acoustic_decoder/) nor a codec run's final/ (encoder/, decoder/)")
+    try:
+        enc, dec = acoustic_codec_dirs(model)
+    except MetisError as e:
+        sys.exit(str(e))
+    return load_checkpoint(enc).float().eval(), load_checkpoint(dec).float().eval()
 
 
 def items(args, sr: int):

@@ -418,30 +418,6 @@ ACOUSTIC_OBJECTIVE = {
 }
 
 
-def _codec_dirs(src: str):
-    """``model.init_from`` of the acoustic codec -> (encoder dir, decoder dir): a codec run's
-    ``final/`` (``encoder/``, ``decoder/``), a bundle (its ``acoustic_encoder`` /
-    ``acoustic_decoder`` components) or ``small`` (the shipped model)."""
-    from ..bundle import is_bundle, read_manifest
-    from ..shipped import small_model_dir
-
-    if src == "small":
-        path = small_model_dir()
-        if path is None:
-            raise MetisError("model.init_from 'small': the shipped small model is not installed")
-    else:
-        path = Path(src)
-    if is_bundle(path):
-        comps = read_manifest(path).get("components") or {}
-        if "acoustic_encoder" not in comps or "acoustic_decoder" not in comps:
-            raise MetisError(f"model.init_from {src}: the bundle has no acoustic codec")
-        return path / comps["acoustic_encoder"], path / comps["acoustic_decoder"]
-    if (path / "encoder").is_dir() and (path / "decoder").is_dir():
-        return path / "encoder", path / "decoder"
-    raise MetisError(f"model.init_from {src}: expected an acoustic codec run's final/ (encoder/, decoder/), "
-                     "a bundle directory or 'small'")
-
-
 class AcousticCodecTrainer(LoopTrainer):
     """Acoustic codec GAN: generator = encoder + residual FVQ (quantizer dropout) + Vocos
     decoder; discriminator = multi-period + multi-resolution (:class:`CodecDiscriminator`).
@@ -483,7 +459,12 @@ class AcousticCodecTrainer(LoopTrainer):
         self.sample_rate, self.hop = self.enc_cfg.sample_rate, self.enc_cfg.hop_length
         gen = _Generator(AcousticEncoder(self.enc_cfg), AcousticDecoder(self.dec_cfg))
         if self.cfg.model.init_from:
-            enc_dir, dec_dir = _codec_dirs(self.cfg.model.init_from)
+            from ..bundle import acoustic_codec_dirs
+
+            try:
+                enc_dir, dec_dir = acoustic_codec_dirs(self.cfg.model.init_from)
+            except MetisError as e:
+                raise MetisError(f"model.init_from {e}") from None
             self.init_from(gen.encoder, str(enc_dir))
             self.init_from(gen.decoder, str(dec_dir))
         if o["train_parts"] not in ("all", "decoder"):
