@@ -26,7 +26,7 @@ import numpy as np
 
 def load_codec(model: str):
     """(encoder, decoder) in eval mode from a bundle, a codec run's final/, or 'small'."""
-    from metis_speech.bundle import acoustic_codec_dirs
+    from metis_speech.shipped import acoustic_codec_dirs
     from metis_speech.errors import MetisError
     from metis_speech.loading import load_checkpoint
 

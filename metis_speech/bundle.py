@@ -55,31 +55,6 @@ def read_manifest(path: Union[str, os.PathLike]) -> dict:
     return data
 
 
-def acoustic_codec_dirs(src: Union[str, os.PathLike]):
-    """An acoustic codec's (encoder dir, decoder dir) from ``small`` (the shipped model), a bundle
-    (its ``acoustic_encoder`` / ``acoustic_decoder`` components) or a codec run's ``final/``
-    (``encoder/``, ``decoder/``). Raises MetisError for anything else."""
-    from .errors import MetisError
-
-    if str(src) == "small":
-        from .shipped import small_model_dir
-
-        path = small_model_dir()
-        if path is None:
-            raise MetisError("'small': the shipped small model is not installed")
-    else:
-        path = Path(src)
-    if is_bundle(path):
-        comps = read_manifest(path).get("components") or {}
-        if "acoustic_encoder" not in comps or "acoustic_decoder" not in comps:
-            raise MetisError(f"{src}: the bundle has no acoustic codec")
-        return path / comps["acoustic_encoder"], path / comps["acoustic_decoder"]
-    if (path / "encoder").is_dir() and (path / "decoder").is_dir():
-        return path / "encoder", path / "decoder"
-    raise MetisError(f"{src}: neither a bundle (metis.json, acoustic_encoder/, acoustic_decoder/) nor an acoustic codec "
-                     "run's final/ (encoder/, decoder/); 'small' is the shipped model")
-
-
 def save_ssl(extractor, directory: Union[str, os.PathLike], cfg: SSLConfig) -> None:
     """Save an SSLFeatureExtractor: HF model + feature extractor, stats.npz, ssl_config.json."""
     directory = Path(directory)

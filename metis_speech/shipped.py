@@ -137,3 +137,26 @@ def choose_source(task: str, source: Union[str, os.PathLike] = "auto") -> Choice
 def resolve_source(task: str, source: Union[str, os.PathLike]) -> Union[str, os.PathLike]:
     """Turn ``auto`` / ``small`` into a directory or ``hub``; other sources pass unchanged."""
     return choose_source(task, source).source
+
+
+def acoustic_codec_dirs(src: Union[str, os.PathLike]):
+    """An acoustic codec's (encoder dir, decoder dir) from ``small`` (the shipped model), a bundle
+    (its ``acoustic_encoder`` / ``acoustic_decoder`` components) or a codec run's ``final/``
+    (``encoder/``, ``decoder/``). Raises MetisError for anything else."""
+    if str(src) == "small":
+        path = small_model_dir()
+        if path is None:
+            raise MetisError("'small': the shipped small model is not installed")
+    else:
+        path = Path(src)
+    from .bundle import is_bundle, read_manifest
+
+    if is_bundle(path):
+        comps = read_manifest(path).get("components") or {}
+        if "acoustic_encoder" not in comps or "acoustic_decoder" not in comps:
+            raise MetisError(f"{src}: the bundle has no acoustic codec")
+        return path / comps["acoustic_encoder"], path / comps["acoustic_decoder"]
+    if (path / "encoder").is_dir() and (path / "decoder").is_dir():
+        return path / "encoder", path / "decoder"
+    raise MetisError(f"{src}: neither a bundle (metis.json, acoustic_encoder/, acoustic_decoder/) nor an acoustic codec "
+                     "run's final/ (encoder/, decoder/); 'small' is the shipped model")

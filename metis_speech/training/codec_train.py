@@ -459,7 +459,7 @@ class AcousticCodecTrainer(LoopTrainer):
         self.sample_rate, self.hop = self.enc_cfg.sample_rate, self.enc_cfg.hop_length
         gen = _Generator(AcousticEncoder(self.enc_cfg), AcousticDecoder(self.dec_cfg))
         if self.cfg.model.init_from:
-            from ..bundle import acoustic_codec_dirs
+            from ..shipped import acoustic_codec_dirs
 
             try:
                 enc_dir, dec_dir = acoustic_codec_dirs(self.cfg.model.init_from)
