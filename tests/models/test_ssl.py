@@ -174,3 +174,25 @@ def test_vectorised_fbank_equals_the_transformers_loop():
         a = ref(w, sampling_rate=16000, return_tensors="np")["input_features"]
         b = fast(w, sampling_rate=16000, return_tensors="np")["input_features"]
         assert a.shape == b.shape and np.abs(a - b).max() < 2e-4
+
+
+def test_weights_stored_in_float16_load_as_float32(tmp_path):
+    """A bundle may store its SSL in float16 (half the bytes); it loads in float32, with the
+    weights equal to the stored ones and features within rounding of the float32 network's."""
+    from safetensors.torch import load_file, save_file
+
+    from metis_speech.bundle import load_ssl, random_bundle
+
+    base = random_bundle(tmp_path / "b", tasks=())
+    ref = load_ssl(base / "ssl")
+    f = base / "ssl" / "model.safetensors"
+    save_file({k: v.half() if v.is_floating_point() else v for k, v in load_file(str(f)).items()}, str(f),
+              metadata={"format": "pt"})
+    got = load_ssl(base / "ssl")
+    params = dict(got.model.named_parameters())
+    assert {p.dtype for p in params.values()} == {torch.float32}
+    for name, p in ref.model.named_parameters():
+        assert torch.equal(params[name], p.detach().half().float()), name
+    w = _wav(16000, 5)
+    a, b = ref([w])[0], got([w])[0]
+    assert a.shape == b.shape and (a - b).abs().max() < 0.05 * a.abs().max()
