@@ -409,7 +409,8 @@ def assemble_bundle(
     this SSL's features (its run's ``ssl.json``) and that stage-1/S2A runs were trained on
     shards tokenized with this bundle's codecs (their ``prepare.json``). ``metis.json`` gets
     ``"random": false``, ``untrained`` (networks still randomly initialised) and
-    ``provenance`` (where each network came from: run, step, sha256, data). Written to a
+    ``provenance`` (where each network came from: run, step, sha256, data) and the base's
+    ``decoding`` defaults, when it has them. Written to a
     temporary folder and renamed, so ``out`` is either complete or absent.
     """
     import shutil
@@ -553,10 +554,13 @@ def assemble_bundle(
                 shutil.copy2(vocab_path, staging / "vocab.json")
                 vocab_rel = "vocab.json"
             untrained = sorted(k for k, r in prov.items() if r.get("random"))
-            write_manifest(staging, comps, s1, vocab_rel, {
+            extra = {
                 "preset": base_m.get("preset"), "random": False, "untrained": untrained, "provenance": prov,
                 "assembled": {"base": str(base), "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "metis_speech": __version__},
-            })
+            }
+            if base_m.get("decoding"):  # the base's own decoding defaults (metis.json decoding.<preset>.<task>)
+                extra["decoding"] = base_m["decoding"]
+            write_manifest(staging, comps, s1, vocab_rel, extra)
             old = None
             if out.exists():
                 old = out.parent / f".old-{out.name}-{os.getpid()}"

@@ -16,7 +16,7 @@ examples:
   metis bundle --out models/v2 --base models/v1 --s2a runs/s2a/final --s2a-1layer runs/s2a1/final \\
       --stage1 tts=runs/tts/final --stage1 se=runs/se/final --drop-untrained
 
-Networks not given come from --base. The bundle is checked before anything is written: the
+Networks not given, and the decoding defaults of metis.json, come from --base. The bundle is checked before anything is written: the
 semantic codec's vocabulary must be stage 1's and S2A's, the acoustic codec's codebook size
 and RVQ depth S2A's, the SSL feature size the semantic codec's input and the adapters'
 cond_dim; and (unless --no-lineage-check) the semantic codec must have been trained on this

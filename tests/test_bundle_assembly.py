@@ -7,6 +7,7 @@ checked is that the networks fit, load and run, and that the checks catch what d
 """
 
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -147,6 +148,24 @@ def test_base_random_preset_and_dropping_untrained_tasks(runs, tmp_path, shared_
     assert m["provenance"]["s2a_full"]["from"] == "random:tiny" and "s2a_full" in m["untrained"]
     assert m["phone_vocab"] == "vocab.json"
     assert not list(tmp_path.glob(".scratch-*")) and not list(tmp_path.glob(".tmp-*"))  # nothing left behind
+
+
+def test_the_bases_decoding_defaults_are_kept(runs, tmp_path):
+    """A bundle tuned with its own decoding defaults (metis.json decoding.<preset>.<task>) keeps
+    them when some of its networks are replaced; a base without them gives a bundle without."""
+    from metis_speech.pipeline import bundle_defaults
+
+    base = tmp_path / "base"
+    shutil.copytree(runs["base"], base)
+    f = base / "metis.json"
+    decoding = {"default": {"tts": {"steps": 7, "s2a_steps": [3, 2]}}, "fast": {"se": {"steps": 2}}}
+    f.write_text(json.dumps(dict(json.loads(f.read_text()), decoding=decoding)))
+    out = assemble_bundle(tmp_path / "b", base, stage1={"tts": runs["tts"]})
+    m = read_manifest(out)
+    assert m["decoding"] == decoding
+    assert bundle_defaults(m, "default", "tts").s2a_steps == (3, 2)
+    plain = assemble_bundle(tmp_path / "p", runs["base"], stage1={"tts": runs["tts"]})
+    assert "decoding" not in read_manifest(plain)
 
 
 def _fake(directory, component, **overrides):
