@@ -8,15 +8,18 @@ folder's ``tests/tts.jsonl`` or ``tests/se.jsonl``, or ``benchmarks/real_testset
 * ``codec``: acoustic encoder -> decoder (the codec's own ceiling);
 * ``s2a_prompt``: ``Metis.semantic_to_speech(ids, prompt)`` with the item's ``prompt`` (another
   utterance of the same voice, as TTS and VC have it; items without one are skipped here);
-* ``s2a_none``: ``Metis.semantic_to_speech(ids)`` with no prompt (as SE and TSE run).
+* ``s2a_none``: ``Metis.semantic_to_speech(ids)`` with no prompt (as SE and TSE run);
+* ``known<k>`` (``--known-layers``): as ``s2a_none``, but with the reference's own acoustic ids
+  for the first k RVQ layers (``known_codes``); the S2A generates only the layers above.
 
 Scores: pocketsphinx WER against the text, resemblyzer similarity to the reference, and
 PESQ-wb / STOI against the reference (the renderings keep its length, frame for frame).
-The gap between ``codec`` and ``s2a_*`` is what the S2A costs; the gap between ``s2a_*`` and
-a task's output is what its stage 1 costs.
+The gap between ``codec`` and ``s2a_*`` is what the S2A costs (and ``known<k>`` says which of its
+layers cost it); the gap between ``s2a_*`` and a task's output is what its stage 1 costs.
 
     python benchmarks/s2a_ceiling.py --testset CORPUS/tests/tts.jsonl --limit 20
     python benchmarks/s2a_ceiling.py --testset REAL/se.jsonl --model DIR --out /tmp/ceiling
+    python benchmarks/s2a_ceiling.py --testset CORPUS/tests/tts.jsonl --limit 20 --known-layers 1,2,4
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ def main(argv=None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="first N items only")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--s2a-steps", default=None, help="S2A steps per layer, comma separated (default: the model's)")
+    ap.add_argument("--known-layers", default="",
+                    help="comma list of k: also render with the reference's acoustic ids for the first k RVQ layers")
     ap.add_argument("--out", help="folder for the renderings (<kind>/<id>.wav) and results.json")
     args = ap.parse_args(argv)
     path = Path(args.testset)
@@ -61,6 +66,12 @@ def main(argv=None) -> int:
         s2a_steps = _s2a_steps(args.s2a_steps)
     except MetisError as e:
         sys.exit(str(e))
+    try:
+        known_layers = [int(k) for k in args.known_layers.split(",") if k.strip()]
+    except ValueError:
+        known_layers = [0]
+    if any(k < 1 for k in known_layers):
+        sys.exit(f"--known-layers: expected positive integers separated by commas, got {args.known_layers!r}")
 
     import torch
 
@@ -93,6 +104,12 @@ def main(argv=None) -> int:
         if it.get("prompt"):
             renders["s2a_prompt"] = m.semantic_to_speech(ids, path.parent / it["prompt"], seed=args.seed, s2a_steps=s2a_steps).wav
         renders["s2a_none"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps).wav
+        for k in known_layers:
+            try:
+                renders[f"known{k}"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps,
+                                                            known_codes=codes[:, :k]).wav
+            except MetisError as e:
+                sys.exit(f"--known-layers {k}: {e}")
         row = {"id": it.get("id", Path(it["reference"]).stem), "wer_reference": wer(it["text"], transcribe(r16, 16000))}
         for kind, y in renders.items():
             y16 = resample(np.clip(y, -1, 1).astype(np.float32), sr, 16000)
@@ -109,7 +126,7 @@ def main(argv=None) -> int:
     means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     counts = {k: sum(k in r for r in rows) for k in keys}
     print(f"{len(rows)} items, model {args.model}:")
-    for kind in ("reference", "codec", "s2a_prompt", "s2a_none"):
+    for kind in ("reference", "codec", "s2a_prompt", "s2a_none", *(f"known{k}" for k in known_layers)):
         got = [k for k in keys if k.endswith("_" + kind)]
         if got:
             print(f"  {kind:<11} n={counts[got[0]]:<3} " + "  ".join(f"{k.split('_')[0]} {means[k]:.3f}" for k in got))

@@ -311,6 +311,7 @@ class Metis:
                 cfg = net.cfg if net is not None else self._src.config("s2a_full")
                 self._facts["quantizers"] = int(cfg.num_quantizers)
                 self._facts["semantic_vocab"] = int(cfg.cond_codebook_size)
+                self._facts["acoustic_codebook"] = int(cfg.codebook_size)
             elif name == "acoustic_decoder":
                 cfg = net.cfg if net is not None else self._src.config("acoustic_decoder")
                 self._facts["audio"] = int(cfg.sample_rate)
@@ -466,16 +467,16 @@ class Metis:
 
     @torch.no_grad()
     def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
-                  s2a_steps=None, s2a_guidance=None) -> List[torch.Tensor]:
-        """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q)."""
+                  s2a_steps=None, s2a_guidance=None, known: Optional[List[torch.Tensor]] = None) -> List[torch.Tensor]:
+        """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q). ``known``:
+        B tensors (T_b, k) of the target's first k RVQ layers, given instead of generated."""
         d = self.defaults
         steps = tuple(d.s2a_steps if s2a_steps is None else s2a_steps)
         full = self._net("s2a")
         one = self._nets.get("s2a_1layer")
         settings = DecodeSettings(steps=max(1, steps[0]), guidance=d.s2a_guidance if s2a_guidance is None else s2a_guidance,
                                   temperature=d.s2a_temperature, rescale=d.rescale)
-        known = None
-        if one is not None:
+        if known is None and one is not None:
             first = s2a_generate(one, semantic, [p[:, :1] for p in prompt_codes], [steps[0]],
                                  replace(settings, guidance=0.0), generator=gens)
             known = first
@@ -729,19 +730,24 @@ class Metis:
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
         return out[0] if single else out
 
-    def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None) -> SpeechOutput:
+    def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None,
+                           known_codes=None) -> SpeechOutput:
         """Speech from semantic ids: the S2A, then the codec decoder (the second half of every task).
 
         ``semantic``: ids (T,) at :attr:`frame_rate`, e.g. :meth:`semantic_ids` of a recording
         or the ``semantic_ids`` of an earlier output. With ``prompt`` (audio), the S2A continues
         the prompt's acoustic ids, so the speech takes the prompt's voice; without one it picks
-        a voice itself, as it does for SE and TSE. Loaded for any task.
+        a voice itself, as it does for SE and TSE. ``known_codes``: acoustic ids (T, k) of the
+        first k RVQ layers (e.g. :meth:`acoustic_ids` of the same recording), used as they are
+        while the S2A generates the layers above them (how much each layer costs). Loaded for
+        any task.
         """
         ids = self._semantic_input(semantic)
         if s2a_steps is not None:
             s2a_steps = tuple(s2a_steps)
             if not _positive_ints(s2a_steps):
                 raise MetisError(f"s2a_steps must be positive integers, got {s2a_steps!r}")
+        known = None if known_codes is None else [self._known_codes(known_codes, int(ids.shape[0]))]
         if prompt is not None:
             check_audio(prompt, "prompt", min_s=MIN_PROMPT_S)
             _, p_sems, p_codes = self._prompts([prompt])
@@ -749,8 +755,28 @@ class Metis:
             q = int(self._fact("quantizers", "s2a"))
             p_sems = [ids[:0]]
             p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)]
-        codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps)
+        codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known)
         return self._finish([ids], codes)[0]
+
+    def _known_codes(self, codes, frames: int) -> torch.Tensor:
+        """Acoustic ids (T, k) of the first k RVQ layers as a long tensor on the device; MetisError
+        unless T is ``frames``, 1 <= k <= the S2A's layers and every id is in its codebook."""
+        try:
+            arr = np.asarray(codes.detach().cpu() if isinstance(codes, torch.Tensor) else codes)
+        except (TypeError, ValueError):
+            raise MetisError("known_codes: expected a (frames, layers) array of integers") from None
+        if arr.ndim == 1:
+            arr = arr[:, None]
+        q = int(self._fact("quantizers", "s2a"))
+        size = int(self._fact("acoustic_codebook", "s2a"))
+        if arr.ndim != 2 or not np.issubdtype(arr.dtype, np.integer):
+            raise MetisError(f"known_codes: expected a (frames, layers) array of integers, got shape {arr.shape} {arr.dtype}")
+        if arr.shape[0] != frames or not 1 <= arr.shape[1] <= q:
+            raise MetisError(f"known_codes: expected ({frames}, 1..{q}) ids (one row per semantic frame, at most "
+                             f"the S2A's {q} layers), got {arr.shape}")
+        if arr.min() < 0 or arr.max() >= size:
+            raise MetisError(f"known_codes: ids must be in [0, {size}), got {arr.min()}..{arr.max()}")
+        return torch.as_tensor(arr, dtype=torch.long, device=self.device)
 
     def _semantic_input(self, semantic) -> torch.Tensor:
         """A (T,) long tensor on the device from ids given as a tensor, array or list; MetisError

@@ -384,6 +384,23 @@ def test_semantic_to_speech_renders_ids_with_or_without_a_prompt(models, audio_f
     assert not np.array_equal(voiced.acoustic_ids, alone.acoustic_ids)
 
 
+def test_semantic_to_speech_keeps_known_lower_layers(models):
+    m = models("se")
+    ids = np.arange(12) % 50
+    free = m.semantic_to_speech(ids, seed=0, s2a_steps=FAST["s2a_steps"]).acoustic_ids
+    given = (free[:, :2] + 1) % 2  # ids the S2A would not have drawn for the first two layers
+    out = m.semantic_to_speech(ids, seed=0, s2a_steps=FAST["s2a_steps"], known_codes=given)
+    assert np.array_equal(out.acoustic_ids[:, :2], given) and out.acoustic_ids.shape == free.shape
+    one = m.semantic_to_speech(ids, seed=0, s2a_steps=FAST["s2a_steps"], known_codes=torch.from_numpy(given[:, 0]))
+    assert np.array_equal(one.acoustic_ids[:, 0], given[:, 0])
+    q = free.shape[1]
+    for bad, match in [(given[:5], r"\(12, 1\.\."), (np.zeros((12, q + 1), int), r"\(12, 1\.\."),
+                       (given + 10**6, r"ids must be in \[0, "), (given.astype(float), "integers"),
+                       ("abc", "integers")]:
+        with pytest.raises(MetisError, match=match):
+            m.semantic_to_speech(ids, known_codes=bad)
+
+
 @pytest.mark.parametrize("ids, match", [
     ([], "non-empty"),
     ([[1, 2], [3, 4]], "1-D"),
