@@ -117,6 +117,17 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
     return replace(base, **over)
 
 
+def _id_array(values, error: str) -> np.ndarray:
+    """Token ids given as a tensor, array or (nested) list, as a numpy array; MetisError(error)
+    when they cannot be one. Shape, type and range are the caller's to check."""
+    if isinstance(values, torch.Tensor):
+        return values.detach().cpu().numpy()
+    try:
+        return np.asarray(values)
+    except (TypeError, ValueError):
+        raise MetisError(error) from None
+
+
 def _positive_ints(values) -> bool:
     """True for a non-empty sequence of integers >= 1 (per-layer S2A steps)."""
     return bool(values) and all(isinstance(v, int) and v >= 1 for v in values)
@@ -477,9 +488,8 @@ class Metis:
         settings = DecodeSettings(steps=max(1, steps[0]), guidance=d.s2a_guidance if s2a_guidance is None else s2a_guidance,
                                   temperature=d.s2a_temperature, rescale=d.rescale)
         if known is None and one is not None:
-            first = s2a_generate(one, semantic, [p[:, :1] for p in prompt_codes], [steps[0]],
+            known = s2a_generate(one, semantic, [p[:, :1] for p in prompt_codes], [steps[0]],
                                  replace(settings, guidance=0.0), generator=gens)
-            known = first
         q = full.num_quantizers
         layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
         out = s2a_generate(full, semantic, [p[:, :q] for p in prompt_codes], layer_steps, settings,
@@ -761,10 +771,7 @@ class Metis:
     def _known_codes(self, codes, frames: int) -> torch.Tensor:
         """Acoustic ids (T, k) of the first k RVQ layers as a long tensor on the device; MetisError
         unless T is ``frames``, 1 <= k <= the S2A's layers and every id is in its codebook."""
-        try:
-            arr = np.asarray(codes.detach().cpu() if isinstance(codes, torch.Tensor) else codes)
-        except (TypeError, ValueError):
-            raise MetisError("known_codes: expected a (frames, layers) array of integers") from None
+        arr = _id_array(codes, "known_codes: expected a (frames, layers) array of integers")
         if arr.ndim == 1:
             arr = arr[:, None]
         q = int(self._fact("quantizers", "s2a"))
@@ -781,13 +788,7 @@ class Metis:
     def _semantic_input(self, semantic) -> torch.Tensor:
         """A (T,) long tensor on the device from ids given as a tensor, array or list; MetisError
         for anything else (wrong shape or type, empty, too long, ids outside the S2A's codebook)."""
-        if isinstance(semantic, torch.Tensor):
-            arr = semantic.detach().cpu().numpy()
-        else:
-            try:
-                arr = np.asarray(semantic)
-            except (TypeError, ValueError):
-                raise MetisError("semantic ids: expected a 1-D sequence of integers") from None
+        arr = _id_array(semantic, "semantic ids: expected a 1-D sequence of integers")
         if arr.ndim == 2 and arr.shape[0] == 1:
             arr = arr[0]
         if arr.ndim != 1 or arr.size == 0:

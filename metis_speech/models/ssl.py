@@ -398,8 +398,6 @@ def _from_pretrained_checked(cls, source: str, **kwargs):
         if cls.__name__.endswith("Model"):
             # float32 whatever the stored type (a bundle may store the weights in float16);
             # the pipeline casts the network to its run dtype afterwards
-            import torch
-
             kwargs.setdefault("dtype", torch.float32)
             obj, info = cls.from_pretrained(source, output_loading_info=True, **kwargs)
         else:
