@@ -327,6 +327,9 @@ def check_compatibility(configs: Dict[str, object], stage1: Dict[str, object], s
             p.append(f"{name} reads {s.cond_codebook_size} semantic ids (cond_codebook_size), the semantic codec has {sc.codebook_size}")
         if dec is not None and s.codebook_size != dec.codebook_size:
             p.append(f"{name} predicts {s.codebook_size} acoustic codes per layer, the acoustic codec has {dec.codebook_size}")
+        if dec is not None and s.prompt_layers > dec.num_quantizers:
+            p.append(f"{name} reads {s.prompt_layers} RVQ layers of its prompt (prompt_quantizers), the acoustic codec has "
+                     f"{dec.num_quantizers}")
     if configs.get("s2a_full") is not None and dec is not None and configs["s2a_full"].num_quantizers != dec.num_quantizers:
         p.append(f"s2a_full predicts {configs['s2a_full'].num_quantizers} RVQ layers, the acoustic codec has {dec.num_quantizers}")
     if configs.get("s2a_1layer") is not None and configs["s2a_1layer"].num_quantizers != 1:

@@ -104,10 +104,21 @@ class S2AConfig:
     norm_eps: float = 1e-6
     predict_layer_1: bool = True  # training: whether layer 0 is ever the predicted layer
     prompt_prob: float = 0.85
+    # RVQ layers of the acoustic prompt the network embeds (None: num_quantizers, as the
+    # official models). A 1-layer model with prompt_quantizers = 8 predicts layer 0 while
+    # seeing the prompt's full codes, so it keeps a voice as well as the full model does.
+    prompt_quantizers: Optional[int] = None
 
     def __post_init__(self):
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
+        if self.prompt_quantizers is not None and not (
+            isinstance(self.prompt_quantizers, int) and self.prompt_quantizers >= self.num_quantizers
+        ):
+            raise ConfigError(
+                f"prompt_quantizers must be an integer >= num_quantizers ({self.num_quantizers}), "
+                f"got {self.prompt_quantizers!r}"
+            )
         if self.hidden_size % self.num_heads:
             raise ConfigError(
                 f"hidden_size {self.hidden_size} is not divisible by num_heads {self.num_heads}"
@@ -116,6 +127,11 @@ class S2AConfig:
     @property
     def head_dim(self) -> int:
         return self.hidden_size // self.num_heads
+
+    @property
+    def prompt_layers(self) -> int:
+        """How many RVQ layers of the acoustic prompt the network embeds."""
+        return self.num_quantizers if self.prompt_quantizers is None else self.prompt_quantizers
 
 
 @dataclass

@@ -378,7 +378,7 @@ def s2a_generate(
     """Generate acoustic codes layer by layer, coarse to fine.
 
     semantic_ids: B tensors (Tp_b + T_b,) covering prompt and target; prompt_codes: B tensors
-    (Tp_b, Q); steps: decoding steps per RVQ layer (length Q; entries for known layers are
+    (Tp_b, >=P), of which the first P = ``model.prompt_layers`` RVQ layers are read; steps: decoding steps per RVQ layer (length Q; entries for known layers are
     ignored); known_codes: B tensors (T_b, g) of already generated lower layers (e.g. layer 0
     from the 1-layer model). ``settings.steps`` is overridden per layer. Returns B tensors
     (T_b, num_layers).
@@ -393,7 +393,12 @@ def s2a_generate(
     B = len(semantic_ids)
     if B == 0:
         return []
+    P = model.prompt_layers
     prompts = [p.to(dev).long() for p in prompt_codes]
+    for p in prompts:
+        if p.shape[0] and p.shape[1] < P:
+            raise ValueError(f"the acoustic prompt has {p.shape[1]} RVQ layers, the S2A reads {P}")
+    prompts = [p[:, :P] for p in prompts]
     sems = [s.to(dev).long() for s in semantic_ids]
     Tps = [int(p.shape[0]) for p in prompts]
     lens_l = [int(s.shape[0]) - tp for s, tp in zip(sems, Tps)]
@@ -402,7 +407,7 @@ def s2a_generate(
     lens = torch.tensor(lens_l, device=dev)
     T = int(lens.max())
     Tp = max(Tps)
-    empty_q = torch.zeros(0, Q, dtype=torch.long, device=dev)
+    empty_q = torch.zeros(0, P, dtype=torch.long, device=dev)
     if Tp:
         prompt, prompt_valid = _pad_stack([p if p.numel() else empty_q for p in prompts], Tp, left=True)
         prompt_emb = model.embed_prompt(prompt)

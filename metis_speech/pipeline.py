@@ -488,11 +488,11 @@ class Metis:
         settings = DecodeSettings(steps=max(1, steps[0]), guidance=d.s2a_guidance if s2a_guidance is None else s2a_guidance,
                                   temperature=d.s2a_temperature, rescale=d.rescale)
         if known is None and one is not None:
-            known = s2a_generate(one, semantic, [p[:, :1] for p in prompt_codes], [steps[0]],
+            known = s2a_generate(one, semantic, [p[:, :one.prompt_layers] for p in prompt_codes], [steps[0]],
                                  replace(settings, guidance=0.0), generator=gens)
         q = full.num_quantizers
         layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
-        out = s2a_generate(full, semantic, [p[:, :q] for p in prompt_codes], layer_steps, settings,
+        out = s2a_generate(full, semantic, [p[:, :full.prompt_layers] for p in prompt_codes], layer_steps, settings,
                            known_codes=known, generator=gens)
         del full, one
         self._release("s2a")

@@ -182,6 +182,8 @@ def _fake(directory, component, **overrides):
      "s2a_full predicts 128 acoustic codes per layer, the acoustic codec has 256"),
     ("rvq depth", lambda t: {"components": {"s2a_full": _fake(t / "s", "s2a_full", num_quantizers=3)}},
      "s2a_full predicts 3 RVQ layers, the acoustic codec has 4"),
+    ("prompt depth", lambda t: {"components": {"s2a_1layer": _fake(t / "s", "s2a_1layer", prompt_quantizers=6)}},
+     "s2a_1layer reads 6 RVQ layers of its prompt (prompt_quantizers), the acoustic codec has 4"),
     ("stage1 vocab", lambda t: {"stage1": {"tts": _fake(t / "s", "stage1_tts", codebook_size=512)}},
      "stage-1 'tts' models 512 semantic ids, the semantic codec has 1024"),
     ("cond dim", lambda t: {"stage1": {"se": _fake(t / "s", "stage1_adapter", cond_dim=64)}},

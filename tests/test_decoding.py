@@ -207,3 +207,34 @@ def test_guidance_mode_auto_and_validation():
     assert _guidance_mode(DecodeSettings(batch_guidance=False), cpu) == "separate"
     with pytest.raises(ValueError, match="guidance_mode"):
         DecodeSettings(guidance_mode="fused")
+
+
+def test_one_layer_s2a_can_read_the_whole_prompt():
+    """``prompt_quantizers``: a 1-layer S2A that predicts layer 0 from every RVQ layer of its
+    prompt (the official 1-layer model reads layer 0 only, which stays the default)."""
+    from metis_speech.config import ConfigError
+
+    kw = dict(hidden_size=64, num_layers=2, num_heads=4, num_quantizers=1, codebook_size=40, cond_codebook_size=96)
+    assert S2AConfig(**kw).prompt_layers == 1 and len(S2AModel(S2AConfig(**kw)).token_emb) == 1
+    one = _randomise(S2AModel(S2AConfig(**kw, prompt_quantizers=3)), 2)
+    assert (one.num_quantizers, one.prompt_layers, len(one.token_emb), len(one.to_logits)) == (1, 3, 3, 1)
+    s = DecodeSettings(guidance=0.0, temperature=0.0)
+    sem = [torch.randint(0, 96, (12,), generator=torch.Generator().manual_seed(3))]
+    prompt = torch.randint(0, 40, (4, 3), generator=torch.Generator().manual_seed(4))
+    other = prompt.clone()
+    other[:, 2] = (other[:, 2] + 7) % 40  # only the prompt's third layer differs
+
+    def run(p):
+        return s2a_generate(one, sem, [p], [3], s, generator=torch.Generator().manual_seed(0))[0]
+
+    a, b = run(prompt), run(other)
+    assert a.shape == (8, 1) and not torch.equal(a, b)
+    # more layers than it reads are ignored; fewer are refused
+    assert torch.equal(run(torch.cat([prompt, prompt[:, :1]], 1)), a)
+    with pytest.raises(ValueError, match="2 RVQ layers, the S2A reads 3"):
+        run(prompt[:, :2])
+    # an item without a prompt in a batch with one
+    out = s2a_generate(one, sem * 2, [prompt, torch.zeros(0, 3, dtype=torch.long)][::-1], [3], s)
+    assert [o.shape for o in out] == [(12, 1), (8, 1)]
+    with pytest.raises(ConfigError, match="prompt_quantizers must be an integer >= num_quantizers"):
+        S2AConfig(**{**kw, "num_quantizers": 3}, prompt_quantizers=2)

@@ -4,7 +4,8 @@ Input of one pass for RVQ layer ``l`` (METIS_SPEC.md §5, parity README §7):
 
 - condition  ``cond_emb(semantic) + layer_emb(l)`` over ``[prompt ; target]``, through
   ``diff_estimator.cond_mlp`` and added to the token embeddings;
-- prompt     ``Σ_q token_emb[q](prompt_codes[..., q])`` over all Q layers;
+- prompt     ``Σ_q token_emb[q](prompt_codes[..., q])`` over the P = ``cfg.prompt_layers``
+  layers (P = Q unless the config sets ``prompt_quantizers``);
 - target     ``Σ_{q<l} token_emb[q](codes_q) + (mask_emb | token_emb[l](codes_l))
   + (Q-1-l)·mask_emb``.
 
@@ -42,7 +43,7 @@ class S2AModel(nn.Module):
         Q = cfg.num_quantizers
         self.layer_emb = nn.Embedding(Q, H)
         self.mask_emb = nn.Embedding(1, H)
-        self.token_emb = nn.ModuleList(nn.Embedding(cfg.codebook_size, H) for _ in range(Q))
+        self.token_emb = nn.ModuleList(nn.Embedding(cfg.codebook_size, H) for _ in range(cfg.prompt_layers))
         self.to_logits = nn.ModuleList(nn.Linear(H, cfg.codebook_size) for _ in range(Q))
         self.cond_emb = nn.Embedding(cfg.cond_codebook_size, H)
         self.diff_estimator = DiffTransformer(
@@ -65,6 +66,11 @@ class S2AModel(nn.Module):
     def num_quantizers(self) -> int:
         return self.cfg.num_quantizers
 
+    @property
+    def prompt_layers(self) -> int:
+        """RVQ layers of the acoustic prompt the network reads (>= num_quantizers)."""
+        return self.cfg.prompt_layers
+
     # ---------------------------------------------------------------- pieces
     def condition(self, semantic_ids: torch.Tensor, layer: int) -> torch.Tensor:
         """(B, L) semantic ids -> (B, L, H) = cond_emb(ids) + layer_emb(layer)."""
@@ -74,12 +80,13 @@ class S2AModel(nn.Module):
         return self.cond_emb(semantic_ids)
 
     def embed_prompt(self, prompt_codes: torch.Tensor) -> torch.Tensor:
-        """(B, Tp, Q) -> (B, Tp, H), the sum over every RVQ layer."""
-        out = 0
-        for q, emb in enumerate(self.token_emb):
-            out = out + emb(prompt_codes[..., q])
-        if isinstance(out, int):  # Q = 0 cannot happen, but keep the type honest
-            raise ValueError("S2A model has no RVQ layers")
+        """(B, Tp, >=P) -> (B, Tp, H), the sum over the first P = ``prompt_layers`` RVQ layers."""
+        P = self.cfg.prompt_layers
+        if prompt_codes.shape[-1] < P:
+            raise ValueError(f"the acoustic prompt has {prompt_codes.shape[-1]} RVQ layers, the S2A reads {P}")
+        out = self.token_emb[0](prompt_codes[..., 0])
+        for q in range(1, P):
+            out = out + self.token_emb[q](prompt_codes[..., q])
         return out
 
     def embed_lower(self, codes: torch.Tensor, layer: int) -> torch.Tensor:
@@ -127,7 +134,7 @@ class S2AModel(nn.Module):
     ) -> S2AOutput:
         """One pass predicting RVQ layer ``layer`` of the target.
 
-        semantic_ids: (B, Tp+T); prompt_codes: (B, Tp, Q); target_codes: (B, T, >layer)
+        semantic_ids: (B, Tp+T); prompt_codes: (B, Tp, >=P); target_codes: (B, T, >layer)
         (layers above ``layer`` are not read); target_mask: (B, T) bool; t: (B,).
         """
         if not 0 <= layer < self.cfg.num_quantizers:

@@ -420,3 +420,31 @@ def test_semantic_to_speech_bad_prompt_and_steps(models, audio_files, tmp_path):
         m.semantic_to_speech([1, 2, 3], s2a_steps=[0])
     with pytest.raises(MetisError):
         m.semantic_to_speech([1, 2, 3], tmp_path / "missing.wav")
+
+
+def test_one_layer_s2a_that_reads_the_whole_prompt_gets_it(tiny_bundle, tmp_path, audio_files, monkeypatch):
+    """A bundle whose 1-layer S2A has ``prompt_quantizers`` gets every RVQ layer of the prompt
+    (the official 1-layer model gets layer 0 only); the full S2A still gets its own count."""
+    import shutil
+    from dataclasses import replace
+
+    import metis_speech.pipeline as pipeline
+    from metis_speech.loading import build_model, load_config, save_checkpoint
+
+    b = tmp_path / "b"
+    shutil.copytree(tiny_bundle, b)
+    q = load_config(b / "s2a_full" / "config.json").num_quantizers
+    cfg = replace(load_config(b / "s2a_1layer" / "config.json"), prompt_quantizers=q)
+    save_checkpoint(build_model(cfg), b / "s2a_1layer")
+    seen = []
+    real = pipeline.s2a_generate
+
+    def spy(model, semantic, prompts, *a, **k):
+        seen.append((model.num_quantizers, {int(p.shape[1]) for p in prompts}))
+        return real(model, semantic, prompts, *a, **k)
+
+    monkeypatch.setattr(pipeline, "s2a_generate", spy)
+    m = Metis.from_pretrained("tts", b, device="cpu")
+    out = m.tts("Hello there.", audio_files["prompt"], "a prompt", seed=0, **FAST)
+    assert out.wav.size > 0 and np.isfinite(out.wav).all()
+    assert seen == [(1, {q}), (q, {q})]
