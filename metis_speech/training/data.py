@@ -98,6 +98,7 @@ class TokenDataset(torch.utils.data.Dataset):
         vocab: Optional[int] = None,
         acoustic_vocab: Optional[int] = None,
         phone_vocab: Optional[int] = None,
+        acoustic_layers: Optional[int] = None,
     ):
         if (path is None) == (items is None):
             raise ValueError("give exactly one of path= and items=")
@@ -105,6 +106,7 @@ class TokenDataset(torch.utils.data.Dataset):
         self.min_frames = min_frames
         self.max_frames = max_frames
         self.vocab, self.acoustic_vocab, self.phone_vocab = vocab, acoustic_vocab, phone_vocab
+        self.acoustic_layers = acoustic_layers  # fewest RVQ layers an utterance's acoustic ids must have
         self.skipped: collections.Counter = collections.Counter()
         self._items: List[Tuple] = []  # (source, id, T)
         self._memory = None
@@ -156,6 +158,9 @@ class TokenDataset(torch.utils.data.Dataset):
             if f in shapes and (len(shapes[f]) != 2 or abs(shapes[f][0] - T) > 1):
                 self.skipped[f"{f} length mismatch"] += 1
                 return
+        if self.acoustic_layers and "acoustic" in shapes and shapes["acoustic"][1] < self.acoustic_layers:
+            self.skipped[f"fewer than {self.acoustic_layers} acoustic RVQ layers"] += 1
+            return
         self._items.append((source, uid, T))
 
     # -------------------------------------------------------------- access

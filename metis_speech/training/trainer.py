@@ -609,11 +609,13 @@ class Trainer:
         if isinstance(mc, S2AConfig):
             require = ("semantic", "acoustic")
             vocab, avocab, pvocab = mc.cond_codebook_size, mc.codebook_size, None
+            # every layer it predicts and every layer of the prompt it reads
+            layers = max(mc.num_quantizers, mc.prompt_layers)
         else:
             require = ("semantic",) + (("phones",) if mc.use_phone_cond else ()) + (("cond",) if mc.adapter != "none" else ())
-            vocab, avocab, pvocab = mc.codebook_size, None, mc.phone_vocab_size
+            vocab, avocab, pvocab, layers = mc.codebook_size, None, mc.phone_vocab_size, None
         return dict(require=require, min_frames=d.min_utt_frames, max_frames=d.max_utt_frames, vocab=vocab,
-                    acoustic_vocab=avocab, phone_vocab=pvocab)
+                    acoustic_vocab=avocab, phone_vocab=pvocab, acoustic_layers=layers)
 
     def _build_val(self) -> Optional[list]:
         """The collated held-out batches of ``data.val_path`` (fixed order), else None."""
@@ -671,7 +673,7 @@ class Trainer:
             syn = dict(defaults, **spec)
             syn.setdefault("vocab", vocab)
             if isinstance(mc, S2AConfig):
-                syn.setdefault("num_quantizers", mc.num_quantizers)
+                syn.setdefault("num_quantizers", mc.prompt_layers)
                 syn.setdefault("acoustic_vocab", mc.codebook_size)
             else:
                 syn.setdefault("phones", mc.use_phone_cond)
@@ -680,9 +682,11 @@ class Trainer:
 
         self.mixture_sampler = None
         if d.path is not None or d.synthetic is not None or not d.sources:
-            if d.synthetic is not None:
-                return TokenDataset(items=synthetic(d.synthetic), **kw)
-            return TokenDataset(path=d.path, **kw)
+            ds = TokenDataset(items=synthetic(d.synthetic), **kw) if d.synthetic is not None else TokenDataset(path=d.path, **kw)
+            if not len(ds):
+                raise MetisError(f"data.{'synthetic' if d.synthetic is not None else 'path'}: no usable utterances "
+                                 f"(skipped: {dict(ds.skipped)})")
+            return ds
         # a task mixture: each source with its own requirements
         omni = not isinstance(mc, S2AConfig) and mc.use_phone_cond and mc.adapter != "none"
         names, parts = d.source_names(), []

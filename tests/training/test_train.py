@@ -142,3 +142,32 @@ def test_held_out_validation_is_logged_falls_and_is_reproducible(tmp_path):
     codec = small_config("semantic_codec", tmp_path / "codec", 2, data={"val_path": str(tmp_path / "val")})
     with pytest.raises(MetisError, match="val_path .* is for stage-1 and S2A training"):
         make_trainer(load_train_config(codec))
+
+
+def test_one_layer_s2a_reading_the_whole_prompt_trains(tmp_path):
+    """``overrides: {prompt_quantizers: 4}``: a 1-layer S2A whose prompt input sums four RVQ
+    layers trains on utterances with four layers of acoustic ids and loads back as such; shards
+    with fewer layers than it reads are refused by name, not met with a traceback mid-run."""
+    import pytest
+
+    from metis_speech.errors import MetisError
+    from metis_speech.training.data import write_shard
+
+    cfg = small_config("s2a_1layer", tmp_path / "run", 30)
+    cfg["model"]["overrides"]["prompt_quantizers"] = 4
+    tr = Trainer(load_train_config(cfg))
+    tr.train()
+    first, last = head_tail(tmp_path / "run")
+    assert last < first
+    model = load_checkpoint(tmp_path / "run" / "final")
+    assert isinstance(model, S2AModel) and (model.num_quantizers, model.prompt_layers, len(model.token_emb)) == (1, 4, 4)
+
+    two = synthetic_utterances(8, vocab=model.cfg.cond_codebook_size, min_frames=16, max_frames=32, seed=1,
+                               num_quantizers=2, acoustic_vocab=model.cfg.codebook_size)
+    (tmp_path / "shards").mkdir()
+    write_shard(tmp_path / "shards" / "shard-00000.safetensors", two)
+    cfg = small_config("s2a_1layer", tmp_path / "run2", 2)
+    cfg["model"]["overrides"]["prompt_quantizers"] = 4
+    cfg["data"] = {"path": str(tmp_path / "shards"), "max_frames": 256}
+    with pytest.raises(MetisError, match="fewer than 4 acoustic RVQ layers"):
+        Trainer(load_train_config(cfg))
