@@ -26,6 +26,7 @@ events when installed) and ``loss.png`` sit in ``<out>``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -33,6 +34,7 @@ import json
 import math
 import os
 import random
+import re
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -68,6 +70,11 @@ class ModelSection:
     component: str = "stage1_base"
     overrides: Dict[str, Any] = field(default_factory=dict)  # fields replacing the preset's
     init_from: Optional[str] = None  # checkpoint dir (save_checkpoint) or .safetensors file
+    # deepen a trained network: for each transformer layer of the new one, the init_from layer
+    # it starts from; a layer's second and later copies start with their output projections
+    # (attention o_proj, MLP down_proj) zeroed, an identity on the residual stream, so e.g.
+    # [0, 1, 1, 2, 3, 3] (num_layers: 6 in overrides) computes exactly what the 4-layer init_from did
+    init_layers: Optional[List[int]] = None
 
 
 @dataclass
@@ -238,6 +245,14 @@ def load_train_config(source: Union[str, os.PathLike, dict]) -> TrainConfig:
         raise ConfigError(f"{where}: finetune.mode must be 'full' or 'lora'")
     if cfg.finetune.mode == "lora" and not cfg.model.init_from:
         raise ConfigError(f"{where}: LoRA fine-tuning needs model.init_from (the pre-trained weights)")
+    il = cfg.model.init_layers
+    if il is not None:
+        if not cfg.model.init_from:
+            raise ConfigError(f"{where}: model.init_layers needs model.init_from (the network whose layers it copies)")
+        if (not isinstance(il, list) or not il
+                or any(isinstance(i, bool) or not isinstance(i, int) or i < 0 for i in il)):
+            raise ConfigError(f"{where}: model.init_layers must be a non-empty list of layer indices (integers >= 0), "
+                              f"got {il!r}")
     if cfg.optim.decay not in ("cosine", "linear", "constant"):
         raise ConfigError(f"{where}: optim.decay must be cosine, linear or constant")
     cfg.data.check(where)
@@ -498,6 +513,44 @@ def make_trainer(cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None
     return getattr(importlib.import_module(module), cls)(cfg, out=out, resume=resume)
 
 
+_LAYER_KEY = re.compile(r"^(.*\.layers)\.(\d+)\.(.*)$")
+_ZEROED_IN_COPIES = ("self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.down_proj.weight", "mlp.down_proj.bias")
+
+
+def _grown_state(path: Path, layers: List[int], num_layers: Optional[int]) -> Dict[str, torch.Tensor]:
+    """init_from's weights with its transformer layers laid out as ``layers`` (model.init_layers):
+    new layer i is a copy of old layer ``layers[i]``; a repeat's output projections are zeroed."""
+    from safetensors.torch import load_file
+
+    if num_layers is not None and len(layers) != num_layers:
+        raise MetisError(f"model.init_layers lists {len(layers)} layers, the network has {num_layers} "
+                         f"(set model.overrides.num_layers: {len(layers)})")
+    src = load_file(str(path))
+    per_layer: Dict[int, Dict[str, torch.Tensor]] = collections.defaultdict(dict)
+    state, stem = {}, None
+    for k, v in src.items():
+        m = _LAYER_KEY.match(k)
+        if m and m.group(1).endswith("diff_estimator.layers"):
+            stem = m.group(1)
+            per_layer[int(m.group(2))][m.group(3)] = v
+        else:
+            state[k] = v
+    if not per_layer:
+        raise MetisError(f"{path}: no transformer layers (diff_estimator.layers.N.*) to lay out with model.init_layers")
+    missing = sorted({i for i in layers if i not in per_layer})
+    if missing:
+        raise MetisError(f"model.init_layers names layer(s) {missing}; {path} has layers 0-{max(per_layer)}")
+    seen = set()
+    for new, old in enumerate(layers):
+        for name, v in per_layer[old].items():
+            t = v.clone()
+            if old in seen and name in _ZEROED_IN_COPIES:
+                t.zero_()
+            state[f"{stem}.{new}.{name}"] = t
+        seen.add(old)
+    return state
+
+
 class Trainer:
     """Builds model, objective, data and optimiser from a TrainConfig and runs the loop."""
 
@@ -580,12 +633,23 @@ class Trainer:
                     have = set(f.keys())
             except Exception as e:  # noqa: BLE001
                 raise MetisError(f"{path}: cannot read initial weights: {e}") from None
+            layers = self.cfg.model.init_layers
+            state = None
+            if layers is not None:
+                state = _grown_state(path, layers, getattr(self.model_cfg, "num_layers", None))
+                have = set(state)
             new_keys = [k for k in net.state_dict() if k not in have]
             allowed = ("cond_adapter.", "phone_emb.", "diff_estimator.cond_mlp.")
             bad = [k for k in new_keys if not k.startswith(allowed)]
             if bad:
                 raise MetisError(f"{path}: lacks weights the model needs: {bad[:3]} (+{max(0, len(bad) - 3)} more)")
-            load_weights(net, path, allow_missing=[r"cond_adapter\.", r"phone_emb\.", r"diff_estimator\.cond_mlp\."])
+            allow = [r"cond_adapter\.", r"phone_emb\.", r"diff_estimator\.cond_mlp\."]
+            if state is None:
+                load_weights(net, path, allow_missing=allow)
+            else:
+                from ..checkpoint import load_state_dict_strict
+
+                load_state_dict_strict(net, state, str(path), allow_missing=allow)
         return net, new_keys
 
     def _apply_finetune(self, net: nn.Module) -> nn.Module:

@@ -171,3 +171,37 @@ def test_one_layer_s2a_reading_the_whole_prompt_trains(tmp_path):
     cfg["data"] = {"path": str(tmp_path / "shards"), "max_frames": 256}
     with pytest.raises(MetisError, match="fewer than 4 acoustic RVQ layers"):
         Trainer(load_train_config(cfg))
+
+
+def test_init_layers_deepens_a_trained_network_without_changing_its_output(pretrained, tmp_path):
+    """``model.init_layers: [0, 1, 1]`` with ``num_layers: 3`` starts a 3-layer network from the
+    2-layer pre-trained one, its extra layer an identity copy: same logits before any step;
+    it then trains; bad layouts are refused by name."""
+    import pytest
+
+    from metis_speech.config import ConfigError
+    from metis_speech.errors import MetisError
+
+    from conftest import SMALL
+
+    base = load_checkpoint(pretrained[0] / "final").eval()
+    init = {"init_from": str(pretrained[0] / "final"), "init_layers": [0, 1, 1], "overrides": dict(SMALL, num_layers=3)}
+    tr = Trainer(load_train_config(small_config("stage1_base", tmp_path / "grown", 5, model=init)))
+    grown = tr._unwrapped().eval()
+    assert grown.cfg.num_layers == 3
+    batch = collate(synthetic_utterances(4, min_frames=16, max_frames=32, seed=9))
+    assert torch.allclose(_logits(grown, batch), _logits(base, batch), atol=1e-5)
+    copy = grown.diff_estimator.layers[2]
+    assert copy.self_attn.o_proj.weight.abs().max() == 0 and copy.mlp.down_proj.weight.abs().max() == 0
+    assert torch.equal(copy.self_attn.q_proj.weight, base.diff_estimator.layers[1].self_attn.q_proj.weight)
+    tr.train()
+    assert load_checkpoint(tmp_path / "grown" / "final").cfg.num_layers == 3
+
+    for layout, n, err, msg in (([0, 1], 3, MetisError, "lists 2 layers, the network has 3"),
+                                ([0, 1, 5], 3, MetisError, r"names layer\(s\) \[5\]"),
+                                ([0, "x"], 2, ConfigError, "list of layer indices")):
+        bad = dict(init, init_layers=layout, overrides=dict(SMALL, num_layers=n))
+        with pytest.raises(err, match=msg):
+            Trainer(load_train_config(small_config("stage1_base", tmp_path / "bad", 1, model=bad)))
+    with pytest.raises(ConfigError, match="init_layers needs model.init_from"):
+        load_train_config(small_config("stage1_base", tmp_path / "bad", 1, model={"init_layers": [0, 1]}))
