@@ -513,7 +513,7 @@ def make_trainer(cfg: TrainConfig, out: Optional[Union[str, os.PathLike]] = None
     return getattr(importlib.import_module(module), cls)(cfg, out=out, resume=resume)
 
 
-_LAYER_KEY = re.compile(r"^(.*\.layers)\.(\d+)\.(.*)$")
+_LAYER_KEY = re.compile(r"^(.*diff_estimator\.layers)\.(\d+)\.(.*)$")
 _ZEROED_IN_COPIES = ("self_attn.o_proj.weight", "self_attn.o_proj.bias", "mlp.down_proj.weight", "mlp.down_proj.bias")
 
 
@@ -530,7 +530,7 @@ def _grown_state(path: Path, layers: List[int], num_layers: Optional[int]) -> Di
     state, stem = {}, None
     for k, v in src.items():
         m = _LAYER_KEY.match(k)
-        if m and m.group(1).endswith("diff_estimator.layers"):
+        if m:
             stem = m.group(1)
             per_layer[int(m.group(2))][m.group(3)] = v
         else:
@@ -643,7 +643,7 @@ class Trainer:
             bad = [k for k in new_keys if not k.startswith(allowed)]
             if bad:
                 raise MetisError(f"{path}: lacks weights the model needs: {bad[:3]} (+{max(0, len(bad) - 3)} more)")
-            allow = [r"cond_adapter\.", r"phone_emb\.", r"diff_estimator\.cond_mlp\."]
+            allow = [re.escape(prefix) for prefix in allowed]
             if state is None:
                 load_weights(net, path, allow_missing=allow)
             else:
