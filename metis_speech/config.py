@@ -51,6 +51,14 @@ class Stage1Config:
     ``use_phone_cond`` adds the phone prefix (TTS, omni). ``adapter`` selects the frame
     condition: ``"gated"`` = zero-gated SSL adapter (VC/TSE/SE/omni), ``"mlp"`` = the
     ungated L2S adapter, ``"none"`` = pre-training / TTS.
+
+    ``frame_phones`` (an extension for small models trained on little data, off in every
+    official checkpoint): besides the phone prefix, every frame gets the embedding of the phone
+    it belongs to, so the network need not learn the text-to-frame alignment by itself. The
+    frame phones of training utterances (and of a TTS prompt) come from the model's own
+    alignment table over semantic ids (``models/align.py``, fitted from the training pairs),
+    those of a TTS target from its duration predictor (``duration_hidden`` channels, trained
+    beside it). Needs ``use_phone_cond``.
     """
 
     hidden_size: int = 1536
@@ -69,8 +77,19 @@ class Stage1Config:
     # training objective (spec section 4)
     prompt_prob: float = 0.85  # probability of keeping an unmasked prefix prompt
     min_mask_ratio: float = 0.2
+    frame_phones: bool = False
+    duration_hidden: int = 128
+    # training with frame_phones: probability that a sample's prompt frames lose their phones
+    # (a TTS request whose prompt text cannot be aligned still gets the target's)
+    prompt_phone_drop: float = 0.15
 
     def __post_init__(self):
+        if self.frame_phones and not self.use_phone_cond:
+            raise ConfigError("frame_phones needs use_phone_cond (the frame phones come from the phone condition)")
+        if self.duration_hidden < 1:
+            raise ConfigError(f"duration_hidden must be positive, got {self.duration_hidden}")
+        if not 0.0 <= self.prompt_phone_drop <= 1.0:
+            raise ConfigError(f"prompt_phone_drop must be in [0, 1], got {self.prompt_phone_drop}")
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
         if self.adapter_hidden is None:

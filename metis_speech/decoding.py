@@ -293,11 +293,14 @@ def stage1_generate(
     settings: Optional[DecodeSettings] = None,
     generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
+    frame_phones: Optional[Sequence[torch.Tensor]] = None,
 ) -> List[torch.Tensor]:
     """Generate target semantic ids for a batch.
 
     target_lens: B ints; prompt_ids: B tensors (Tp_b,) (empty allowed); phone_ids: B tensors
-    (Np_b,); cond: B tensors (Tp_b + T_b, C) of frame conditions. Returns B tensors (T_b,).
+    (Np_b,); cond: B tensors (Tp_b + T_b, C) of frame conditions; frame_phones (models with
+    ``frame_phones``): B tensors (Tp_b + T_b,) of phone ids per frame (``phone_pad_id`` = none),
+    given to the conditional pass only (the unconditional one has no text). Returns B tensors (T_b,).
     """
     settings = settings or DecodeSettings()
     dev = model.mask_emb.weight.device
@@ -314,13 +317,22 @@ def stage1_generate(
     phones = [p.to(dev).long() for p in phone_ids] if phone_ids is not None else [empty] * B
     if len(prompts) != B or len(phones) != B or (cond is not None and len(cond) != B):
         raise ValueError("prompt_ids, phone_ids and cond must have one entry per item")
+    if frame_phones is not None and len(frame_phones) != B:
+        raise ValueError("frame_phones must have one entry per item")
 
     # Context of item b = [phone prefix ; prompt (+ its frame condition)], left-padded as a
     # whole so that every relative position inside the item is as if it were alone.
-    ctx_parts, adapted_t = [], []
+    ctx_parts, adapted_t, phoned_t = [], [], []
     for b in range(B):
         n_p, n_t = int(prompts[b].shape[0]), int(lens[b])
         xp = model.embed_tokens(prompts[b][None])[0]  # (Tp_b, H)
+        if frame_phones is not None:
+            fp = frame_phones[b].to(dev).long()
+            if fp.shape[0] != n_p + n_t:
+                raise ValueError(f"item {b}: {fp.shape[0]} frame phones, expected prompt + target = {n_p + n_t}")
+            e = model.frame_phone_embed(fp[None])[0].to(dtype)
+            xp = xp + e[:n_p]
+            phoned_t.append(e[n_p:])
         if cond is not None:
             c = cond[b].to(dev, dtype)
             if c.shape[0] != n_p + n_t:
@@ -340,6 +352,7 @@ def stage1_generate(
         ctx = torch.zeros(B, 0, model.cfg.hidden_size, device=dev, dtype=dtype)
         ctx_valid = torch.zeros(B, 0, dtype=torch.bool, device=dev)
     adapted_target = _pad_stack(adapted_t, T, left=False)[0] if adapted_t else None
+    phoned_target = _pad_stack(phoned_t, T, left=False)[0] if phoned_t else None
     target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
     key_mask = torch.cat([ctx_valid, target_valid], dim=1).to(dtype)
     tmask = target_valid.to(dtype)
@@ -352,7 +365,8 @@ def stage1_generate(
         cur = model.embed_tokens(seq, masked)
         if adapted_target is not None:
             cur = cur + adapted_target
-        h_c, h_u = passes(torch.cat([ctx, cur], dim=1), cur, t)
+        cur_c = cur if phoned_target is None else cur + phoned_target
+        h_c, h_u = passes(torch.cat([ctx, cur_c], dim=1), cur, t)
         h = h_c
         if use_cfg:
             h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)

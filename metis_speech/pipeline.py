@@ -574,12 +574,13 @@ class Metis:
         spoken = [None if d is not None else
                   min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate, max_pause_s=self.max_pause_s))
                   for d, sem, w in zip(durs, p_sems, p_w16)]
-        phone_ids, lens = [], []
+        phone_ids, lens, pieces_phones = [], [], []
         for p, i in zip(pieces, owner):
             pp = tok(ptexts[i], prompt_language).ids
             target = tok(p, language)
             tp = target.ids
             phone_ids.append(torch.tensor(pp + tp, dtype=torch.long))
+            pieces_phones.append((pp, tp))
             if durs[i] is not None:
                 if not (isinstance(durs[i], (int, float)) and math.isfinite(durs[i]) and 0 < durs[i] <= MAX_TARGET_S):
                     raise MetisError(f"duration must be between 0 and {MAX_TARGET_S:.0f} seconds, got {durs[i]}")
@@ -594,7 +595,12 @@ class Metis:
         gens = self._generators(seed, len(pieces), owner)
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
-        tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens)
+        frames = None
+        if getattr(stage1.cfg, "frame_phones", False) and stage1.aligner_fitted:
+            frames = [self._frame_phones(stage1, pp, tp, p_sems[i], n, pieces[k])
+                      for k, ((pp, tp), i, n) in enumerate(zip(pieces_phones, owner, lens))]
+        tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens,
+                              frame_phones=frames)
         del stage1
         self._release("stage1")
         sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
@@ -602,6 +608,35 @@ class Metis:
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
+
+    @torch.no_grad()
+    def _frame_phones(self, stage1, prompt_phones, target_phones, prompt_sem, n: int, text: str) -> torch.Tensor:
+        """Phone id per frame of [prompt ; target] (Tp + n,) for a ``frame_phones`` stage 1: the
+        prompt's phones aligned to its semantic ids by the model's alignment table (none where
+        they cannot be), the target's laid out by its duration predictor over n frames."""
+        from .models.align import align, durations_to_frames, predicted_durations
+
+        pad = stage1.cfg.phone_pad_id
+        key = id(stage1)
+        if getattr(self, "_aligner_cache", (None,))[0] != key:
+            self._aligner_cache = (key, stage1.align_table.float().cpu().numpy(), stage1.align_skip.float().cpu().numpy() > 0.5)
+        _, table, skip = self._aligner_cache
+        pp = np.asarray(prompt_phones, dtype=np.int64)
+        sem = prompt_sem.detach().cpu().numpy().astype(np.int64)
+        try:
+            fp = durations_to_frames(pp, align(table, pp, sem, skip, pad), pad) if len(pp) else np.full(len(sem), pad)
+        except ValueError:  # a prompt too short for its transcript: its frames go without phones
+            fp = np.full(len(sem), pad, dtype=np.int64)
+        tp = np.asarray(target_phones, dtype=np.int64)
+        ids = torch.from_numpy(tp)[None].to(self.device)
+        pred = stage1.duration(ids, torch.ones_like(ids, dtype=torch.bool))[0].float().cpu().numpy()
+        try:
+            dur = predicted_durations(pred, skip[tp], n)
+        except ValueError:
+            need = int((~skip[tp]).sum())
+            raise MetisError(f"{n / self.frame_rate:.2f} s is too short for {text!r}: its {need} phones need at least "
+                             f"{need / self.frame_rate:.2f} s") from None
+        return torch.from_numpy(np.concatenate([fp, np.repeat(tp, dur)]))
 
     #: TTS without a ``duration``: the prompt's pauses count at most this many seconds each
     #: when its speaking rate is measured (None: as they are), and the target length is then

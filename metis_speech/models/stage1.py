@@ -29,7 +29,30 @@ from torch import nn
 from ..config import Stage1Config
 from .transformer import DiffTransformer, init_weights
 
-__all__ = ["GatedAdapter", "Stage1Model", "Stage1Output"]
+__all__ = ["DurationPredictor", "GatedAdapter", "Stage1Model", "Stage1Output"]
+
+
+class DurationPredictor(nn.Module):
+    """Frames per phone from the phone sequence (``Stage1Config.frame_phones``).
+
+    ids: (B, N) phone ids, mask: (B, N) 1 = valid -> (B, N) predicted log(1 + frames).
+    Embedding, three 3-wide convolutions (ReLU, LayerNorm) and a linear head.
+    """
+
+    def __init__(self, vocab: int, hidden: int, pad_id: int, layers: int = 3, dropout: float = 0.1):
+        super().__init__()
+        self.emb = nn.Embedding(vocab, hidden, padding_idx=pad_id)
+        self.convs = nn.ModuleList(nn.Conv1d(hidden, hidden, 3, padding=1) for _ in range(layers))
+        self.norms = nn.ModuleList(nn.LayerNorm(hidden) for _ in range(layers))
+        self.dropout = nn.Dropout(dropout)
+        self.out = nn.Linear(hidden, 1)
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        m = mask.unsqueeze(-1).to(self.out.weight.dtype)
+        h = self.emb(ids) * m
+        for conv, norm in zip(self.convs, self.norms):
+            h = self.dropout(norm(F.relu(conv(h.transpose(1, 2)).transpose(1, 2)))) * m
+        return self.out(h).squeeze(-1) * mask.to(h.dtype)
 
 
 class GatedAdapter(nn.Module):
@@ -86,6 +109,14 @@ class Stage1Model(nn.Module):
             self.cond_adapter = nn.Sequential(
                 nn.Linear(cfg.cond_dim, cfg.adapter_hidden), nn.SiLU(), nn.Linear(cfg.adapter_hidden, H)
             )
+        if cfg.frame_phones:
+            # frame phone -> phone_emb -> frame_phone_proj, added to the frame's embedding
+            self.frame_phone_proj = nn.Linear(H, H)
+            self.duration = DurationPredictor(cfg.phone_vocab_size, cfg.duration_hidden, cfg.phone_pad_id)
+            # log p(semantic id | phone) of the aligner (models/align.py); all zero = not fitted
+            self.register_buffer("align_table", torch.zeros(cfg.phone_vocab_size, cfg.codebook_size))
+            # 1 at the phone ids that may take zero frames (word boundaries, punctuation)
+            self.register_buffer("align_skip", torch.zeros(cfg.phone_vocab_size))
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -95,6 +126,10 @@ class Stage1Model(nn.Module):
         init_weights(self)
         if isinstance(getattr(self, "cond_adapter", None), GatedAdapter):
             nn.init.zeros_(self.cond_adapter.gate_scale)
+        if self.cfg.frame_phones:
+            # zero: a network grown from one without frame phones starts computing what it did
+            nn.init.zeros_(self.frame_phone_proj.weight)
+            nn.init.zeros_(self.frame_phone_proj.bias)
 
     # ------------------------------------------------------------ pieces
     @property
@@ -114,6 +149,18 @@ class Stage1Model(nn.Module):
         if not self.has_adapter:
             raise ValueError("this stage-1 model has no frame-condition adapter")
         return self.cond_adapter(cond)
+
+    @property
+    def aligner_fitted(self) -> bool:
+        return self.cfg.frame_phones and bool(self.align_table.abs().sum() > 0)
+
+    def frame_phone_embed(self, frame_phones: torch.Tensor) -> torch.Tensor:
+        """(B, L) phone id per frame (``phone_pad_id`` = none) -> (B, L, H), zero where none."""
+        if not self.cfg.frame_phones:
+            raise ValueError("this stage-1 model takes no frame phones (frame_phones is off)")
+        has = (frame_phones != self.cfg.phone_pad_id).unsqueeze(-1)
+        e = self.frame_phone_proj(self.phone_emb(frame_phones))
+        return e * has.to(e.dtype)
 
     def phone_prefix(self, phone_ids: torch.Tensor) -> torch.Tensor:
         """(B, Np) -> (B, Np, H) = cond_mlp(phone_emb(ids))."""
@@ -154,16 +201,20 @@ class Stage1Model(nn.Module):
         phone_ids: Optional[torch.Tensor] = None,
         phone_mask: Optional[torch.Tensor] = None,
         cond: Optional[torch.Tensor] = None,
+        frame_phones: Optional[torch.Tensor] = None,
     ) -> Stage1Output:
         """One pass over [phones; prompt; target].
 
         prompt_ids: (B, Tp) never masked; target_ids: (B, T) (ignored where target_mask);
         target_mask: (B, T) bool, True = masked; t: (B,); x_mask: (B, Tp+T) 1 = valid;
-        phone_ids / phone_mask: (B, Np); cond: (B, Tp+T, C) frame condition.
+        phone_ids / phone_mask: (B, Np); cond: (B, Tp+T, C) frame condition; frame_phones:
+        (B, Tp+T) phone id per frame (``frame_phones`` models).
         """
         x = torch.cat([self.embed_tokens(prompt_ids), self.embed_tokens(target_ids, target_mask)], dim=1)
         if cond is not None:
             x = x + self.adapt(cond)
+        if frame_phones is not None:
+            x = x + self.frame_phone_embed(frame_phones)
         prefix = self.phone_prefix(phone_ids) if phone_ids is not None else None
         step_emb = self.diff_estimator.step_embedding(t)
         hidden = self.transformer(x, t, x_mask, prefix, phone_mask, step_emb=step_emb)

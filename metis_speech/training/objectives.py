@@ -31,6 +31,12 @@ inference the unconditional pass drops the prompt AND the phones but keeps the f
 here. The reference MaskGCT T2S code draws the prompt/no-prompt choice once per batch and keeps
 the phones; we draw it per sample, and ``drop_phones_with_prompt=False`` restores the phones.
 
+With ``frame_phones`` (small models, Stage1Config): each utterance is aligned to its phones by
+the model's alignment table (Viterbi over its semantic ids, ``models/align.py``); every frame
+gets its phone's embedding (none on the prompt frames with probability ``prompt_phone_drop``,
+none at all for samples that lose their phone prefix), and the duration predictor learns the
+aligned frames per phone (MSE on log(1 + frames), reported as ``duration_loss``).
+
 S2A, per batch: one RVQ layer l drawn with weights falling linearly with depth
 (w_q ∝ Q - q over the allowed layers; layer 0 only when ``predict_layer_1``); per sample a
 prompt of 25-50 % of T_b with probability ``prompt_prob``; the chosen layer masked with
@@ -46,6 +52,7 @@ import math
 from dataclasses import dataclass
 from typing import Dict, Optional
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -70,6 +77,14 @@ class ObjectiveOutput:
     n_masked: torch.Tensor  # scalar long, positions in the loss
     n_frames: torch.Tensor  # scalar long, valid frames in the batch
     logits: Optional[torch.Tensor] = None  # (B, T, V)
+    # further losses trained beside the masked-token one (e.g. ``duration_loss``), each a
+    # scalar added to ``loss`` for the backward pass; ``loss`` itself stays the cross-entropy
+    aux: Optional[Dict[str, torch.Tensor]] = None
+
+    @property
+    def total(self) -> torch.Tensor:
+        """What the optimiser minimises: ``loss`` + every ``aux`` loss."""
+        return self.loss if not self.aux else self.loss + sum(self.aux.values())
 
 
 def _uniform(shape, generator: torch.Generator) -> torch.Tensor:
@@ -151,6 +166,59 @@ class Stage1Objective(nn.Module):
         super().__init__()
         self.model = model
         self.drop_phones_with_prompt = drop_phones_with_prompt
+        self._aligned: Dict[bytes, Optional[np.ndarray]] = {}  # (phones, semantic) -> frames per state
+        self._aligner = None
+
+    def _durations(self, phones: np.ndarray, semantic: np.ndarray) -> Optional[np.ndarray]:
+        """Frames per state of [silence ; phones ; silence] (N + 2,), None when the frames
+        cannot hold the phones; cached per utterance (the table does not change in training)."""
+        from ..models.align import align
+
+        key = phones.tobytes() + b"|" + semantic.tobytes()
+        if key not in self._aligned:
+            if self._aligner is None:
+                net = self.net
+                if not net.aligner_fitted:
+                    raise ValueError("this frame_phones model has no fitted alignment table (Trainer fits it from the training data)")
+                self._aligner = (net.align_table.detach().float().cpu().numpy(), net.align_skip.detach().cpu().numpy() > 0.5)
+            table, skip = self._aligner
+            try:
+                self._aligned[key] = align(table, phones, semantic, skip, self.net.cfg.phone_pad_id)
+            except ValueError:
+                self._aligned[key] = None
+        return self._aligned[key]
+
+    def _frame_phones(self, batch: Batch, prompt_len: torch.Tensor, keep_phones: torch.Tensor,
+                      generator: torch.Generator) -> Batch:
+        """Plan keys ``frame_phones`` (B, T) long and ``durations`` (B, Np) float, ``dur_valid`` (B, Np)."""
+        from ..models.align import durations_to_frames
+
+        cfg = self.net.cfg
+        pad = cfg.phone_pad_id
+        sem, lengths = batch["semantic"].cpu(), batch["lengths"].long().cpu()
+        phones, plens = batch["phones"].cpu(), batch["phone_lengths"].long().cpu()
+        B, T = sem.shape
+        Np = phones.shape[1]
+        frames = torch.full((B, T), pad, dtype=torch.long)
+        durs = torch.zeros(B, Np)
+        valid = torch.zeros(B, Np, dtype=torch.bool)
+        drop_prompt = _uniform((B,), generator) < cfg.prompt_phone_drop
+        for b in range(B):
+            n = int(plens[b])
+            if n == 0:
+                continue
+            ph = phones[b, Np - n :].numpy().astype(np.int64)
+            d = self._durations(ph, sem[b, : int(lengths[b])].numpy().astype(np.int64))
+            if d is None:
+                continue
+            durs[b, Np - n :] = torch.from_numpy(d[1:-1].astype(np.float32))
+            valid[b, Np - n :] = True
+            if bool(keep_phones[b]):
+                fp = torch.from_numpy(durations_to_frames(ph, d, pad))
+                frames[b, : fp.shape[0]] = fp
+                if bool(drop_prompt[b]):
+                    frames[b, : int(prompt_len[b])] = pad
+        return {"frame_phones": frames, "durations": durs, "dur_valid": valid}
 
     @property
     def net(self) -> nn.Module:
@@ -172,7 +240,10 @@ class Stage1Objective(nn.Module):
             prompt_len = torch.where(given > 0, fixed, prompt_len)
         masked = sample_masks(lengths, prompt_len, ratio, T, generator)
         keep_phones = (prompt_len > 0) | (not self.drop_phones_with_prompt)
-        return {"t": t, "prompt_len": prompt_len, "masked": masked, "keep_phones": keep_phones}
+        plan = {"t": t, "prompt_len": prompt_len, "masked": masked, "keep_phones": keep_phones}
+        if cfg.frame_phones and batch.get("phones") is not None:
+            plan.update(self._frame_phones(batch, prompt_len, keep_phones, generator))
+        return plan
 
     def forward(self, batch: Batch, plan: Batch) -> ObjectiveOutput:
         net = self.net
@@ -196,10 +267,19 @@ class Stage1Objective(nn.Module):
             prefix_mask = (torch.arange(Np, device=device)[None, :] >= Np - batch["phone_lengths"].to(device)[:, None]).float()
             prefix_mask = prefix_mask * plan["keep_phones"].to(device).float()[:, None]
             prefix = net.phone_prefix(phones)
+        aux = None
+        if plan.get("frame_phones") is not None:
+            x = x + net.frame_phone_embed(plan["frame_phones"].to(device))
+            dv = plan["dur_valid"].to(device)
+            pred = net.duration(batch["phones"], dv)
+            err = (pred.float() - torch.log1p(plan["durations"].to(device).float())) ** 2
+            aux = {"duration_loss": (err * dv).sum() / dv.sum().clamp(min=1)}
         step_emb = net.diff_estimator.step_embedding(t)
         hidden = net.transformer(x, t, x_mask, prefix, prefix_mask, step_emb=step_emb)
         logits = net.to_logit(hidden)
-        return _ce(logits, ids, masked & x_mask.bool(), lengths.sum())
+        out = _ce(logits, ids, masked & x_mask.bool(), lengths.sum())
+        out.aux = aux
+        return out
 
 
 def s2a_layer_weights(num_quantizers: int, predict_layer_1: bool) -> torch.Tensor:

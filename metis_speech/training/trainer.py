@@ -75,6 +75,13 @@ class ModelSection:
     # (attention o_proj, MLP down_proj) zeroed, an identity on the residual stream, so e.g.
     # [0, 1, 1, 2, 3, 3] (num_layers: 6 in overrides) computes exactly what the 4-layer init_from did
     init_layers: Optional[List[int]] = None
+    # a stage 1 with frame_phones (overrides) whose alignment table is not fitted yet (not in
+    # init_from) fits it from the training pairs at start: the phone vocabulary file the shards
+    # were prepared with (its word boundaries and punctuation may take zero frames), and the
+    # hard-EM iterations
+    phone_vocab: Optional[str] = None
+    align_iterations: int = 4
+    duration_warmup_steps: int = 300  # the duration predictor trained alone on the fit first
 
 
 @dataclass
@@ -586,6 +593,9 @@ class Trainer:
         )
 
         self.dataset = self._build_dataset()
+        if getattr(self.model_cfg, "frame_phones", False) and not self.net.aligner_fitted:
+            if not (resume and latest is not None):  # a resumed run gets the table from its checkpoint
+                self._fit_aligner()
         self.val_batches = self._build_val()
         if self.mixture_sampler is not None:  # data.sources: batches follow the sources' weights
             self.sampler = self.mixture_sampler
@@ -639,7 +649,8 @@ class Trainer:
                 state = _grown_state(path, layers, getattr(self.model_cfg, "num_layers", None))
                 have = set(state)
             new_keys = [k for k in net.state_dict() if k not in have]
-            allowed = ("cond_adapter.", "phone_emb.", "diff_estimator.cond_mlp.")
+            allowed = ("cond_adapter.", "phone_emb.", "diff_estimator.cond_mlp.", "frame_phone_proj.", "duration.",
+                       "align_table", "align_skip")
             bad = [k for k in new_keys if not k.startswith(allowed)]
             if bad:
                 raise MetisError(f"{path}: lacks weights the model needs: {bad[:3]} (+{max(0, len(bad) - 3)} more)")
@@ -651,6 +662,69 @@ class Trainer:
 
                 load_state_dict_strict(net, state, str(path), allow_missing=allow)
         return net, new_keys
+
+    def _fit_aligner(self) -> None:
+        """Fit the frame_phones model's alignment table (models/align.py) on the training pairs."""
+        from ..models.align import fit_emissions, skippable_ids
+        from ..text.vocab import load_vocab
+
+        mc, m = self.model_cfg, self.cfg.model
+        if not m.phone_vocab:
+            raise MetisError("model.phone_vocab: a frame_phones stage 1 without a fitted alignment table needs the phone "
+                             "vocabulary file its shards were prepared with (e.g. BUNDLE/vocab.json)")
+        try:
+            vocab = load_vocab(m.phone_vocab)
+        except MetisError as e:
+            raise MetisError(f"model.phone_vocab: {e}") from None
+        skip = skippable_ids(vocab.symbol_to_id, mc.phone_vocab_size)
+        pairs = []
+        for i in range(len(self.dataset)):
+            u = self.dataset[i]
+            if u is not None and u.get("phones") is not None and u["phones"].numel():
+                pairs.append((u["phones"].numpy().astype(np.int64), u["semantic"].numpy().astype(np.int64)))
+        if not pairs:
+            raise MetisError("frame_phones: the training data has no utterance with phones to fit the alignment table from")
+        t0 = time.perf_counter()
+
+        def report(it, score):
+            if self.is_main:
+                print(f"aligner: iteration {it + 1}/{m.align_iterations}, log-likelihood per frame {score:.3f} "
+                      f"({time.perf_counter() - t0:.0f} s)", flush=True)
+
+        table, _, durs = fit_emissions(pairs, mc.phone_vocab_size, mc.codebook_size, skip, mc.phone_pad_id,
+                                       iterations=m.align_iterations, progress=report)
+        with torch.no_grad():
+            self.net.align_table.copy_(torch.from_numpy(table))
+            self.net.align_skip.copy_(torch.from_numpy(skip.astype(np.float32)))
+        if m.duration_warmup_steps > 0:
+            self._warm_durations([p for p, _ in pairs], [d[1:-1] for d in durs], m.duration_warmup_steps)
+
+    def _warm_durations(self, phones: List[np.ndarray], durs: List[np.ndarray], steps: int, batch: int = 32) -> None:
+        """Train the duration predictor alone on the fitted alignments first, so that its early
+        gradients do not dominate the clipped gradient norm of the stage-1 network."""
+        net, pad = self.net, self.model_cfg.phone_pad_id
+        dev = self.accelerator.device
+        opt = torch.optim.Adam(net.duration.parameters(), lr=1e-3)
+        g = np.random.default_rng(self.cfg.train.seed)
+        net.duration.train()
+        loss = None
+        for step in range(steps):
+            idx = g.choice(len(phones), size=min(batch, len(phones)), replace=False)
+            n = max(len(phones[i]) for i in idx)
+            ids = torch.full((len(idx), n), pad, dtype=torch.long)
+            tgt = torch.zeros(len(idx), n)
+            for r, i in enumerate(idx):
+                ids[r, n - len(phones[i]):] = torch.from_numpy(phones[i])  # left-padded, as collate does
+                tgt[r, n - len(phones[i]):] = torch.from_numpy(durs[i].astype(np.float32))
+            valid = (ids != pad).to(dev)
+            pred = net.duration(ids.to(dev), valid)
+            err = (pred.float() - torch.log1p(tgt.to(dev))) ** 2
+            loss = (err * valid).sum() / valid.sum().clamp(min=1)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        if self.is_main and loss is not None:
+            print(f"duration predictor: {steps} warm-up steps, loss {float(loss.detach()):.3f}", flush=True)
 
     def _apply_finetune(self, net: nn.Module) -> nn.Module:
         ft = self.cfg.finetune
@@ -709,6 +783,8 @@ class Trainer:
         device, was = self.accelerator.device, obj.training
         obj.eval()
         loss = correct = n = 0.0
+        aux: Dict[str, float] = {}
+        batches = 0
         try:
             for batch in self.val_batches:
                 plan = obj.sample(batch, gen)
@@ -718,9 +794,14 @@ class Trainer:
                 loss += float(out.loss) * w
                 correct += float(out.accuracy) * w
                 n += w
+                for k, v in (out.aux or {}).items():
+                    aux[k] = aux.get(k, 0.0) + float(v)
+                batches += 1
         finally:
             obj.train(was)
-        return {"val_loss": loss / max(n, 1.0), "val_accuracy": correct / max(n, 1.0)}
+        res = {"val_loss": loss / max(n, 1.0), "val_accuracy": correct / max(n, 1.0)}
+        res.update({f"val_{k}": v / max(batches, 1) for k, v in aux.items()})
+        return res
 
     def _build_dataset(self):
         """The TokenDataset of ``data.path`` / ``data.synthetic``, or the MixtureDataset of
@@ -842,6 +923,7 @@ class Trainer:
         while self.step < target:
             t0 = time.perf_counter()
             loss_sum = acc_sum = 0.0
+            aux_sum: Dict[str, float] = {}
             frames = 0
             for micro in range(c.grad_accum):
                 batch = self._next_batch()
@@ -852,8 +934,10 @@ class Trainer:
                 with ctx:
                     with acc.autocast():
                         out = self.objective(batch, plan)
-                    acc.backward(out.loss / c.grad_accum)
+                    acc.backward(out.total / c.grad_accum)
                 loss_sum += float(out.loss.detach())
+                for k, v in (out.aux or {}).items():
+                    aux_sum[k] = aux_sum.get(k, 0.0) + float(v.detach()) / c.grad_accum
                 acc_sum += float(out.accuracy)
                 frames += int(out.n_frames)
             grad_norm = None
@@ -881,6 +965,7 @@ class Trainer:
                 "frames_per_s": float(stats[2]) / max(dt, 1e-9),
                 "epoch": self.epoch,
             }
+            last.update(aux_sum)
             if grad_norm is not None:
                 last["grad_norm"] = grad_norm
             last.update(self._source_frames())

@@ -205,3 +205,46 @@ def test_init_layers_deepens_a_trained_network_without_changing_its_output(pretr
             Trainer(load_train_config(small_config("stage1_base", tmp_path / "bad", 1, model=bad)))
     with pytest.raises(ConfigError, match="init_layers needs model.init_from"):
         load_train_config(small_config("stage1_base", tmp_path / "bad", 1, model={"init_layers": [0, 1]}))
+
+
+def test_frame_phones_stage1_fits_its_aligner_trains_durations_and_loads(pretrained, tmp_path):
+    """A stage 1 with ``frame_phones`` started from a network without them: its frame-phone
+    projection starts at zero (the old function), the trainer fits the alignment table from the
+    training pairs (word boundaries skippable, from ``model.phone_vocab``) and warms up the
+    duration predictor, training logs the duration loss beside the cross-entropy, and the saved
+    network loads with its table. Without a vocabulary the run is refused by name."""
+    import pytest
+
+    from metis_speech.errors import MetisError
+    from metis_speech.training.trainer import read_log
+
+    from conftest import SMALL
+
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps({"vocab": {"_": 10, ",": 11, **{f"p{i}": i for i in range(12, 1000)}}}))
+    model = {"component": "stage1_tts", "init_from": str(pretrained[0] / "final"),
+             "overrides": dict(SMALL, frame_phones=True), "phone_vocab": str(vocab), "align_iterations": 2,
+             "duration_warmup_steps": 5}
+    data = {"synthetic": {"n": 48, "min_frames": 16, "max_frames": 32, "seed": 0, "phones": True}}
+    tr = Trainer(load_train_config(small_config("stage1_tts", tmp_path / "fp", 6, model=model, data=data)))
+    net = tr._unwrapped()
+    assert net.aligner_fitted and net.align_skip[10] == 1 and net.align_skip[11] == 1 and net.align_skip[12] == 0
+    assert net.frame_phone_proj.weight.abs().max() == 0
+    obj = build_objective(net)
+    batch = collate(synthetic_utterances(4, min_frames=16, max_frames=32, seed=9, phones=True))
+    plan = obj.sample(batch, torch.Generator().manual_seed(0))
+    assert plan["frame_phones"].shape == batch["semantic"].shape
+    on_frames = plan["frame_phones"] != net.cfg.phone_pad_id
+    assert on_frames.any() and bool(plan["dur_valid"].any())
+    for b in range(4):  # aligned durations cover each utterance's frames, edges excepted
+        assert plan["durations"][b].sum() <= batch["lengths"][b]
+    tr.train()
+    rows = [r for r in read_log(tmp_path / "fp") if "loss" in r and "step" in r]
+    assert rows and all(r["duration_loss"] >= 0 for r in rows if "accuracy" in r and "lr" in r)
+    loaded = load_checkpoint(tmp_path / "fp" / "final")
+    assert loaded.cfg.frame_phones and loaded.aligner_fitted
+    assert torch.equal(loaded.align_table, tr._unwrapped().align_table)
+
+    no_vocab = {k: v for k, v in model.items() if k != "phone_vocab"}
+    with pytest.raises(MetisError, match="model.phone_vocab"):
+        Trainer(load_train_config(small_config("stage1_tts", tmp_path / "bad", 1, model=no_vocab, data=data)))
