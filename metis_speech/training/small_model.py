@@ -24,7 +24,8 @@ prepare_stage1     ``metis prepare --task none`` with phones (stage-1 pre-traini
 prepare_se/vc/tse  ``metis prepare --task se|vc|tse`` (the condition features of a noisy copy,
                    a timbre-perturbed copy, a two-speaker mixture)
 stage1_pretrain    stage-1 pre-training (no condition)
-stage1_tts         TTS: full fine-tune with the phone prefix (a new prefix needs the whole model)
+stage1_tts         TTS: full fine-tune with the phone prefix (a new prefix needs the whole model) and
+                   frame phones (``Stage1Config.frame_phones``: its aligner is fitted on the shards first)
 stage1_se/vc/tse   LoRA + gated adapter, as the paper fine-tunes them (the merged weights go in
                    the bundle)
 acoustic_codec     acoustic codec GAN on the corpus audio (k-means codebooks, dead-code
@@ -625,7 +626,8 @@ class SmallModel:
 
     def step_stage1_tts(self) -> dict:
         return self._train("stage1_tts", data={"path": str(self.path("prepare_stage1")), **self._val("prepare_stage1")},
-                           model={"init_from": str(self.path("stage1_pretrain") / "final")})
+                           model={"init_from": str(self.path("stage1_pretrain") / "final"),
+                                  "phone_vocab": str(self.phone_vocab)})
 
     def _adapter_task(self, task: str) -> dict:
         return self._train(f"stage1_{task}", data={"path": str(self.path(f"prepare_{task}"))},
