@@ -596,7 +596,7 @@ class Metis:
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
         frames = None
-        if getattr(stage1.cfg, "frame_phones", False) and stage1.aligner_fitted:
+        if stage1.aligner_fitted:
             frames = [self._frame_phones(stage1, pp, tp, p_sems[i], n, pieces[k])
                       for k, ((pp, tp), i, n) in enumerate(zip(pieces_phones, owner, lens))]
         tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens,
@@ -614,17 +614,14 @@ class Metis:
         """Phone id per frame of [prompt ; target] (Tp + n,) for a ``frame_phones`` stage 1: the
         prompt's phones aligned to its semantic ids by the model's alignment table (none where
         they cannot be), the target's laid out by its duration predictor over n frames."""
-        from .models.align import align, durations_to_frames, predicted_durations
+        from .models.align import durations_to_frames, predicted_durations
 
         pad = stage1.cfg.phone_pad_id
-        key = id(stage1)
-        if getattr(self, "_aligner_cache", (None,))[0] != key:
-            self._aligner_cache = (key, stage1.align_table.float().cpu().numpy(), stage1.align_skip.float().cpu().numpy() > 0.5)
-        _, table, skip = self._aligner_cache
+        skip = stage1.skippable_phones
         pp = np.asarray(prompt_phones, dtype=np.int64)
         sem = prompt_sem.detach().cpu().numpy().astype(np.int64)
         try:
-            fp = durations_to_frames(pp, align(table, pp, sem, skip, pad), pad) if len(pp) else np.full(len(sem), pad)
+            fp = durations_to_frames(pp, stage1.align_phones(pp, sem), pad) if len(pp) else np.full(len(sem), pad)
         except ValueError:  # a prompt too short for its transcript: its frames go without phones
             fp = np.full(len(sem), pad, dtype=np.int64)
         tp = np.asarray(target_phones, dtype=np.int64)

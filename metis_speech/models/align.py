@@ -16,7 +16,7 @@ Shapes: N phones, T frames, V semantic vocabulary, P phone vocabulary.
 
 from __future__ import annotations
 
-from typing import Iterable, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 

@@ -154,6 +154,23 @@ class Stage1Model(nn.Module):
     def aligner_fitted(self) -> bool:
         return self.cfg.frame_phones and bool(self.align_table.abs().sum() > 0)
 
+    @property
+    def skippable_phones(self):
+        """(P,) numpy bool: the phone ids that may take zero frames (``align_skip``)."""
+        return self.align_skip.detach().float().cpu().numpy() > 0.5
+
+    def align_phones(self, phones, semantic):
+        """Frames per state of [silence ; phones ; silence] ((N + 2,) numpy ints summing to T) for
+        phone ids (N,) over semantic ids (T,), by the model's alignment table (models/align.py).
+        Raises ValueError when the frames cannot hold the phones, RuntimeError when the table
+        is not fitted."""
+        from .align import align
+
+        if not self.aligner_fitted:
+            raise RuntimeError("this stage-1 model has no fitted alignment table (the Trainer fits it from the training data)")
+        table = self.align_table.detach().float().cpu().numpy()  # a view for a float32 CPU buffer
+        return align(table, phones, semantic, self.skippable_phones, self.cfg.phone_pad_id)
+
     def frame_phone_embed(self, frame_phones: torch.Tensor) -> torch.Tensor:
         """(B, L) phone id per frame (``phone_pad_id`` = none) -> (B, L, H), zero where none."""
         if not self.cfg.frame_phones:

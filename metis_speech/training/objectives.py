@@ -62,6 +62,7 @@ __all__ = [
     "Stage1Objective",
     "S2AObjective",
     "build_objective",
+    "duration_loss",
     "sample_prompt_lengths",
     "sample_masks",
     "s2a_layer_weights",
@@ -146,6 +147,12 @@ def _ce(logits: torch.Tensor, targets: torch.Tensor, masked: torch.Tensor, n_fra
     return ObjectiveOutput(loss, acc, masked.sum(), n_frames, logits)
 
 
+def duration_loss(pred: torch.Tensor, frames: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """MSE of predicted log(1 + frames) (B, N) against frames per phone (B, N), over ``valid`` (B, N)."""
+    err = (pred.float() - torch.log1p(frames.float())) ** 2
+    return (err * valid).sum() / valid.sum().clamp(min=1)
+
+
 def _unwrap(model: nn.Module) -> nn.Module:
     """The stage-1/S2A network inside a peft LoraModel (``.model``) or the network itself."""
     inner = getattr(model, "model", None)
@@ -167,24 +174,15 @@ class Stage1Objective(nn.Module):
         self.model = model
         self.drop_phones_with_prompt = drop_phones_with_prompt
         self._aligned: Dict[bytes, Optional[np.ndarray]] = {}  # (phones, semantic) -> frames per state
-        self._aligner = None
 
     def _durations(self, phones: np.ndarray, semantic: np.ndarray) -> Optional[np.ndarray]:
         """Frames per state of [silence ; phones ; silence] (N + 2,), None when the frames
         cannot hold the phones; cached per utterance (the table does not change in training)."""
-        from ..models.align import align
-
         key = phones.tobytes() + b"|" + semantic.tobytes()
         if key not in self._aligned:
-            if self._aligner is None:
-                net = self.net
-                if not net.aligner_fitted:
-                    raise ValueError("this frame_phones model has no fitted alignment table (Trainer fits it from the training data)")
-                self._aligner = (net.align_table.detach().float().cpu().numpy(), net.align_skip.detach().cpu().numpy() > 0.5)
-            table, skip = self._aligner
-            try:
-                self._aligned[key] = align(table, phones, semantic, skip, self.net.cfg.phone_pad_id)
-            except ValueError:
+            try:  # an unfitted table is a RuntimeError and propagates
+                self._aligned[key] = self.net.align_phones(phones, semantic)
+            except ValueError:  # frames too few for the phones
                 self._aligned[key] = None
         return self._aligned[key]
 
@@ -271,9 +269,7 @@ class Stage1Objective(nn.Module):
         if plan.get("frame_phones") is not None:
             x = x + net.frame_phone_embed(plan["frame_phones"].to(device))
             dv = plan["dur_valid"].to(device)
-            pred = net.duration(batch["phones"], dv)
-            err = (pred.float() - torch.log1p(plan["durations"].to(device).float())) ** 2
-            aux = {"duration_loss": (err * dv).sum() / dv.sum().clamp(min=1)}
+            aux = {"duration_loss": duration_loss(net.duration(batch["phones"], dv), plan["durations"].to(device), dv)}
         step_emb = net.diff_estimator.step_embedding(t)
         hidden = net.transformer(x, t, x_mask, prefix, prefix_mask, step_emb=step_emb)
         logits = net.to_logit(hidden)

@@ -702,6 +702,8 @@ class Trainer:
     def _warm_durations(self, phones: List[np.ndarray], durs: List[np.ndarray], steps: int, batch: int = 32) -> None:
         """Train the duration predictor alone on the fitted alignments first, so that its early
         gradients do not dominate the clipped gradient norm of the stage-1 network."""
+        from .objectives import duration_loss
+
         net, pad = self.net, self.model_cfg.phone_pad_id
         dev = self.accelerator.device
         opt = torch.optim.Adam(net.duration.parameters(), lr=1e-3)
@@ -717,9 +719,7 @@ class Trainer:
                 ids[r, n - len(phones[i]):] = torch.from_numpy(phones[i])  # left-padded, as collate does
                 tgt[r, n - len(phones[i]):] = torch.from_numpy(durs[i].astype(np.float32))
             valid = (ids != pad).to(dev)
-            pred = net.duration(ids.to(dev), valid)
-            err = (pred.float() - torch.log1p(tgt.to(dev))) ** 2
-            loss = (err * valid).sum() / valid.sum().clamp(min=1)
+            loss = duration_loss(net.duration(ids.to(dev), valid), tgt.to(dev), valid)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
