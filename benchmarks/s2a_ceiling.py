@@ -9,6 +9,9 @@ folder's ``tests/tts.jsonl`` or ``tests/se.jsonl``, or ``benchmarks/real_testset
 * ``s2a_prompt``: ``Metis.semantic_to_speech(ids, prompt)`` with the item's ``prompt`` (another
   utterance of the same voice, as TTS and VC have it; items without one are skipped here);
 * ``s2a_none``: ``Metis.semantic_to_speech(ids)`` with no prompt (as SE and TSE run);
+* ``s2a_text`` / ``s2a_prompt_text`` (an S2A trained with ``frame_phones``): as ``s2a_none`` /
+  ``s2a_prompt``, with the item's transcript placed on the frames (``semantic_to_speech(text=)``),
+  as TTS gives the S2A its text;
 * ``known<k>`` (``--known-layers``): as ``s2a_none``, but with the reference's own acoustic ids
   for the first k RVQ layers (``known_codes``); the S2A generates only the layers above.
 
@@ -92,6 +95,8 @@ def main(argv=None) -> int:
         sr, ssl_sr = m.sample_rate, m.ssl_sample_rate
     except MetisError as e:
         sys.exit(f"--model {args.model}: {e}")
+    s2a_cfg = m._src.config("s2a_full")
+    reads_text = bool(getattr(s2a_cfg, "frame_phones", False))
     out = Path(args.out) if args.out else None
     rows = []
     for it in items:
@@ -104,6 +109,14 @@ def main(argv=None) -> int:
         if it.get("prompt"):
             renders["s2a_prompt"] = m.semantic_to_speech(ids, path.parent / it["prompt"], seed=args.seed, s2a_steps=s2a_steps).wav
         renders["s2a_none"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps).wav
+        if reads_text:
+            try:
+                if it.get("prompt"):
+                    renders["s2a_prompt_text"] = m.semantic_to_speech(ids, path.parent / it["prompt"], seed=args.seed,
+                                                                      s2a_steps=s2a_steps, text=it["text"]).wav
+                renders["s2a_text"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps, text=it["text"]).wav
+            except MetisError as e:  # a transcript too long for its frames: that item goes without
+                print(f"{it.get('id', it['reference'])}: {e}", file=sys.stderr)
         for k in known_layers:
             try:
                 renders[f"known{k}"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps,
@@ -126,7 +139,8 @@ def main(argv=None) -> int:
     means = {k: float(np.mean([r[k] for r in rows if k in r])) for k in keys}
     counts = {k: sum(k in r for r in rows) for k in keys}
     print(f"{len(rows)} items, model {args.model}:")
-    for kind in ("reference", "codec", "s2a_prompt", "s2a_none", *(f"known{k}" for k in known_layers)):
+    for kind in ("reference", "codec", "s2a_prompt", "s2a_none", "s2a_prompt_text", "s2a_text",
+                 *(f"known{k}" for k in known_layers)):
         got = [k for k in keys if k.endswith("_" + kind)]
         if got:
             print(f"  {kind:<11} n={counts[got[0]]:<3} " + "  ".join(f"{k.split('_')[0]} {means[k]:.3f}" for k in got))

@@ -127,10 +127,27 @@ class S2AConfig:
     # official models). A 1-layer model with prompt_quantizers = 8 predicts layer 0 while
     # seeing the prompt's full codes, so it keeps a voice as well as the full model does.
     prompt_quantizers: Optional[int] = None
+    # frame phones (an extension for small models, off in every official checkpoint, as
+    # Stage1Config.frame_phones): every frame's condition also gets the embedding of the phone
+    # it belongs to, when the request has a transcript (TTS); the training objective aligns the
+    # shards' phones to the semantic ids by the model's own alignment table
+    frame_phones: bool = False
+    phone_vocab_size: int = 1024
+    phone_pad_id: int = 1023
+    # training with frame_phones: probability that a sample gets no frame phones at all (the
+    # tasks without a transcript: VC, SE, TSE), and that its prompt frames lose theirs
+    phone_drop: float = 0.3
+    prompt_phone_drop: float = 0.15
 
     def __post_init__(self):
         if self.intermediate_size is None:
             self.intermediate_size = 4 * self.hidden_size
+        for name in ("phone_drop", "prompt_phone_drop"):
+            v = getattr(self, name)
+            if not 0.0 <= v <= 1.0:
+                raise ConfigError(f"{name} must be in [0, 1], got {v}")
+        if not 0 <= self.phone_pad_id < self.phone_vocab_size:
+            raise ConfigError(f"phone_pad_id {self.phone_pad_id} is outside the phone vocabulary ({self.phone_vocab_size})")
         if self.prompt_quantizers is not None and not (
             isinstance(self.prompt_quantizers, int) and self.prompt_quantizers >= self.num_quantizers
         ):

@@ -388,14 +388,16 @@ def s2a_generate(
     num_layers: Optional[int] = None,
     generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
+    frame_phones: Optional[Sequence[torch.Tensor]] = None,
 ) -> List[torch.Tensor]:
     """Generate acoustic codes layer by layer, coarse to fine.
 
     semantic_ids: B tensors (Tp_b + T_b,) covering prompt and target; prompt_codes: B tensors
     (Tp_b, >=P), of which the first P = ``model.prompt_layers`` RVQ layers are read; steps: decoding steps per RVQ layer (length Q; entries for known layers are
     ignored); known_codes: B tensors (T_b, g) of already generated lower layers (e.g. layer 0
-    from the 1-layer model). ``settings.steps`` is overridden per layer. Returns B tensors
-    (T_b, num_layers).
+    from the 1-layer model); frame_phones (models with ``frame_phones``; ignored by others): B
+    tensors (Tp_b + T_b,) of phone ids per frame (``phone_pad_id`` = none), or None.
+    ``settings.steps`` is overridden per layer. Returns B tensors (T_b, num_layers).
     """
     settings = settings or DecodeSettings(temperature=1.5)
     dev = model.mask_emb.weight.device
@@ -431,7 +433,21 @@ def s2a_generate(
     sem_p, _ = _pad_stack([s[:tp] for s, tp in zip(sems, Tps)], Tp, left=True) if Tp else (None, None)
     sem_t, _ = _pad_stack([s[tp:] for s, tp in zip(sems, Tps)], T, left=False)
     sem = torch.cat([sem_p, sem_t], dim=1) if sem_p is not None else sem_t
-    sem_cond = model.semantic_condition(sem)
+    fp = None
+    if frame_phones is not None and getattr(model.cfg, "frame_phones", False):
+        if len(frame_phones) != B:
+            raise ValueError("frame_phones must have one entry per item")
+        pad = model.cfg.phone_pad_id
+        fps = [f.to(dev).long() for f in frame_phones]
+        for f, s_ in zip(fps, sems):
+            if f.shape[0] != s_.shape[0]:
+                raise ValueError(f"frame_phones has {f.shape[0]} frames, the semantic ids {s_.shape[0]}")
+        fp_t, _ = _pad_stack([f[tp:] for f, tp in zip(fps, Tps)], T, left=False, value=pad)
+        if Tp:
+            fp_p, _ = _pad_stack([f[:tp] for f, tp in zip(fps, Tps)], Tp, left=True, value=pad)
+            fp_t = torch.cat([fp_p, fp_t], dim=1)
+        fp = fp_t
+    sem_cond = model.semantic_condition(sem, fp)
     target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
     x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)
 

@@ -478,9 +478,12 @@ class Metis:
 
     @torch.no_grad()
     def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
-                  s2a_steps=None, s2a_guidance=None, known: Optional[List[torch.Tensor]] = None) -> List[torch.Tensor]:
+                  s2a_steps=None, s2a_guidance=None, known: Optional[List[torch.Tensor]] = None,
+                  frame_phones: Optional[List[torch.Tensor]] = None) -> List[torch.Tensor]:
         """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q). ``known``:
-        B tensors (T_b, k) of the target's first k RVQ layers, given instead of generated."""
+        B tensors (T_b, k) of the target's first k RVQ layers, given instead of generated;
+        ``frame_phones``: B tensors (Tp_b + T_b,) of phone ids per frame (TTS), read by an S2A
+        with ``frame_phones``."""
         d = self.defaults
         steps = tuple(d.s2a_steps if s2a_steps is None else s2a_steps)
         full = self._net("s2a")
@@ -489,11 +492,11 @@ class Metis:
                                   temperature=d.s2a_temperature, rescale=d.rescale)
         if known is None and one is not None:
             known = s2a_generate(one, semantic, [p[:, :one.prompt_layers] for p in prompt_codes], [steps[0]],
-                                 replace(settings, guidance=0.0), generator=gens)
+                                 replace(settings, guidance=0.0), generator=gens, frame_phones=frame_phones)
         q = full.num_quantizers
         layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
         out = s2a_generate(full, semantic, [p[:, :full.prompt_layers] for p in prompt_codes], layer_steps, settings,
-                           known_codes=known, generator=gens)
+                           known_codes=known, generator=gens, frame_phones=frame_phones)
         del full, one
         self._release("s2a")
         return out
@@ -604,7 +607,7 @@ class Metis:
         del stage1
         self._release("stage1")
         sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
-        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps)
+        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps, frame_phones=frames)
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
@@ -773,7 +776,7 @@ class Metis:
         return out[0] if single else out
 
     def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None,
-                           known_codes=None) -> SpeechOutput:
+                           known_codes=None, text: Optional[str] = None, language: str = "auto") -> SpeechOutput:
         """Speech from semantic ids: the S2A, then the codec decoder (the second half of every task).
 
         ``semantic``: ids (T,) at :attr:`frame_rate`, e.g. :meth:`semantic_ids` of a recording
@@ -781,10 +784,14 @@ class Metis:
         the prompt's acoustic ids, so the speech takes the prompt's voice; without one it picks
         a voice itself, as it does for SE and TSE. ``known_codes``: acoustic ids (T, k) of the
         first k RVQ layers (e.g. :meth:`acoustic_ids` of the same recording), used as they are
-        while the S2A generates the layers above them (how much each layer costs). Loaded for
-        any task.
+        while the S2A generates the layers above them (how much each layer costs). ``text``: the
+        transcript of the ids, for an S2A with ``frame_phones`` (S2AConfig): its phones are aligned
+        to the ids by the S2A's alignment table and given to every frame, as TTS gives them.
+        Loaded for any task.
         """
         ids = self._semantic_input(semantic)
+        if text is not None and (not isinstance(text, str) or not text.strip()):
+            raise MetisError(f"text must be a non-empty string (the transcript of the semantic ids), got {text!r}")
         if s2a_steps is not None:
             s2a_steps = tuple(s2a_steps)
             if not _positive_ints(s2a_steps):
@@ -797,8 +804,36 @@ class Metis:
             q = int(self._fact("quantizers", "s2a"))
             p_sems = [ids[:0]]
             p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)]
-        codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known)
+        frames = None
+        if text is not None:
+            fp = self._aligned_phones(text, language, ids)
+            frames = [torch.cat([torch.full((int(p_sems[0].shape[0]),), fp.pad, dtype=torch.long), fp.ids])]
+        codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known,
+                               frame_phones=frames)
         return self._finish([ids], codes)[0]
+
+    def _aligned_phones(self, text: str, language: str, ids: torch.Tensor):
+        """``text``'s phones placed on the frames of semantic ids (T,) by the alignment table of
+        the S2A (the full one, else the 1-layer one) that reads frame phones: ``.ids`` (T,) long
+        and ``.pad`` (the id of a frame without a phone)."""
+        from types import SimpleNamespace
+
+        from .models.align import durations_to_frames
+
+        self._net("s2a")
+        nets = [n for n in (self._nets.get("s2a"), self._nets.get("s2a_1layer")) if n is not None]
+        net = next((n for n in nets if getattr(n.cfg, "frame_phones", False) and n.aligner_fitted), None)
+        if net is None:
+            raise MetisError("text: this model's S2A takes no transcript (it was not trained with frame_phones)")
+        ph = np.asarray(self._net("phones")(text, language).ids, dtype=np.int64)
+        sem = ids.detach().cpu().numpy().astype(np.int64)
+        try:
+            dur = net.align_phones(ph, sem)
+        except ValueError:
+            raise MetisError(f"text: {len(sem)} frames ({len(sem) / self.frame_rate:.2f} s) are too few for the "
+                             f"phones of {text!r}") from None
+        pad = net.cfg.phone_pad_id
+        return SimpleNamespace(ids=torch.from_numpy(durations_to_frames(ph, dur, pad)), pad=pad)
 
     def _known_codes(self, codes, frames: int) -> torch.Tensor:
         """Acoustic ids (T, k) of the first k RVQ layers as a long tensor on the device; MetisError

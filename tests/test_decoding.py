@@ -126,6 +126,32 @@ def test_s2a_generate_layers_and_known_codes(s2a):
         assert torch.equal(a[:, :1], k)
 
 
+def test_s2a_generate_reads_frame_phones_only_where_given():
+    """An S2A with ``frame_phones``: frame phones all "none" give what no frame phones give; real
+    ones (a trained, non-zero projection) change the codes; a length that is not the semantic
+    ids' is refused; a model without frame phones ignores them."""
+    cfg = S2AConfig(hidden_size=64, num_layers=2, num_heads=4, num_quantizers=3, codebook_size=40, cond_codebook_size=96,
+                    frame_phones=True, phone_vocab_size=30, phone_pad_id=29)
+    net = _randomise(S2AModel(cfg), 3)
+    s = DecodeSettings(guidance=0.0, temperature=1.5)
+    sem = [torch.randint(0, 96, (12,)), torch.randint(0, 96, (9,))]
+    prompt = [torch.randint(0, 40, (4, 3)), torch.randint(0, 40, (2, 3))]
+    none = [torch.full((12,), 29), torch.full((9,), 29)]
+    phones = [torch.randint(0, 29, (12,)), torch.randint(0, 29, (9,))]
+
+    def run(fp, model=net):
+        return s2a_generate(model, sem, prompt, [4, 2, 1], s, generator=torch.Generator().manual_seed(0), frame_phones=fp)
+
+    base = run(None)
+    assert all(torch.equal(a, b) for a, b in zip(base, run(none)))
+    assert not all(torch.equal(a, b) for a, b in zip(base, run(phones)))
+    with pytest.raises(ValueError, match="frame_phones has 11 frames, the semantic ids 12"):
+        run([phones[0][:11], phones[1]])
+    plain = _randomise(S2AModel(S2AConfig(hidden_size=64, num_layers=2, num_heads=4, num_quantizers=3, codebook_size=40,
+                                          cond_codebook_size=96)), 1)
+    assert all(torch.equal(a, b) for a, b in zip(run(None, plain), run(phones, plain)))
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": 10**6}, "sensible"), ({"guidance": -1}, "guidance"),

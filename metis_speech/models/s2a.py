@@ -9,6 +9,10 @@ Input of one pass for RVQ layer ``l`` (METIS_SPEC.md §5, parity README §7):
 - target     ``Σ_{q<l} token_emb[q](codes_q) + (mask_emb | token_emb[l](codes_l))
   + (Q-1-l)·mask_emb``.
 
+With ``cfg.frame_phones`` (small models) the condition also gets
+``frame_phone_proj(phone_emb(phone))`` at every frame that belongs to a phone of the request's
+transcript (:mod:`.frame_phones`).
+
 The 1-layer official model (Q = 1) generates layer 0; the full model (Q = 12) generates
 layers 1..11 given layer 0.
 """
@@ -22,6 +26,7 @@ import torch
 from torch import nn
 
 from ..config import S2AConfig
+from .frame_phones import FramePhoneMixin
 from .transformer import DiffTransformer, init_weights
 
 __all__ = ["S2AModel", "S2AOutput"]
@@ -35,7 +40,7 @@ class S2AOutput:
     cond: torch.Tensor  # (B, Tp+T, H) cond_emb(semantic) + layer_emb(layer)
 
 
-class S2AModel(nn.Module):
+class S2AModel(FramePhoneMixin, nn.Module):
     def __init__(self, cfg: S2AConfig):
         super().__init__()
         self.cfg = cfg
@@ -56,11 +61,17 @@ class S2AModel(nn.Module):
             use_cond_mlp=True,
             zero_embed_tokens=True,
         )
+        if cfg.frame_phones:
+            self.phone_emb = nn.Embedding(cfg.phone_vocab_size, H, padding_idx=cfg.phone_pad_id)
+            self._add_frame_phones(H, cfg.phone_vocab_size, cfg.cond_codebook_size)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """From-scratch initialisation (N(0, 0.02); adaptive norms at identity)."""
+        """From-scratch initialisation (N(0, 0.02); adaptive norms at identity; a zero
+        frame-phone projection)."""
         init_weights(self)
+        if self.cfg.frame_phones:
+            self._zero_frame_phone_proj()
 
     @property
     def num_quantizers(self) -> int:
@@ -72,12 +83,16 @@ class S2AModel(nn.Module):
         return self.cfg.prompt_layers
 
     # ---------------------------------------------------------------- pieces
-    def condition(self, semantic_ids: torch.Tensor, layer: int) -> torch.Tensor:
-        """(B, L) semantic ids -> (B, L, H) = cond_emb(ids) + layer_emb(layer)."""
-        return self.semantic_condition(semantic_ids) + self.layer_emb.weight[layer]
+    def condition(self, semantic_ids: torch.Tensor, layer: int, frame_phones: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, L) semantic ids -> (B, L, H) = cond_emb(ids) [+ frame phones] + layer_emb(layer)."""
+        return self.semantic_condition(semantic_ids, frame_phones) + self.layer_emb.weight[layer]
 
-    def semantic_condition(self, semantic_ids: torch.Tensor) -> torch.Tensor:
-        return self.cond_emb(semantic_ids)
+    def semantic_condition(self, semantic_ids: torch.Tensor, frame_phones: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """(B, L) semantic ids [and (B, L) phone id per frame] -> (B, L, H), the same for every layer."""
+        c = self.cond_emb(semantic_ids)
+        if frame_phones is not None:
+            c = c + self.frame_phone_embed(frame_phones)
+        return c
 
     def embed_prompt(self, prompt_codes: torch.Tensor) -> torch.Tensor:
         """(B, Tp, >=P) -> (B, Tp, H), the sum over the first P = ``prompt_layers`` RVQ layers."""
@@ -131,16 +146,18 @@ class S2AModel(nn.Module):
         layer: int,
         t: torch.Tensor,
         x_mask: Optional[torch.Tensor] = None,
+        frame_phones: Optional[torch.Tensor] = None,
     ) -> S2AOutput:
         """One pass predicting RVQ layer ``layer`` of the target.
 
         semantic_ids: (B, Tp+T); prompt_codes: (B, Tp, >=P); target_codes: (B, T, >layer)
-        (layers above ``layer`` are not read); target_mask: (B, T) bool; t: (B,).
+        (layers above ``layer`` are not read); target_mask: (B, T) bool; t: (B,);
+        frame_phones: (B, Tp+T) phone id per frame (``frame_phones`` models; pad = none).
         """
         if not 0 <= layer < self.cfg.num_quantizers:
             raise ValueError(f"layer {layer} out of range for {self.cfg.num_quantizers} RVQ layers")
         Tp = prompt_codes.shape[1]
-        cond = self.condition(semantic_ids, layer)
+        cond = self.condition(semantic_ids, layer, frame_phones)
         lower = self.embed_lower(target_codes, layer)
         target = self.embed_target(lower, target_codes[..., layer], target_mask, layer)
         x = torch.cat([self.embed_prompt(prompt_codes), target], dim=1) if Tp else target

@@ -27,6 +27,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..config import Stage1Config
+from .frame_phones import FramePhoneMixin
 from .transformer import DiffTransformer, init_weights
 
 __all__ = ["DurationPredictor", "GatedAdapter", "Stage1Model", "Stage1Output"]
@@ -84,7 +85,7 @@ class Stage1Output:
     step_emb: torch.Tensor  # (B, H)
 
 
-class Stage1Model(nn.Module):
+class Stage1Model(FramePhoneMixin, nn.Module):
     def __init__(self, cfg: Stage1Config):
         super().__init__()
         self.cfg = cfg
@@ -111,12 +112,8 @@ class Stage1Model(nn.Module):
             )
         if cfg.frame_phones:
             # frame phone -> phone_emb -> frame_phone_proj, added to the frame's embedding
-            self.frame_phone_proj = nn.Linear(H, H)
+            self._add_frame_phones(H, cfg.phone_vocab_size, cfg.codebook_size)
             self.duration = DurationPredictor(cfg.phone_vocab_size, cfg.duration_hidden, cfg.phone_pad_id)
-            # log p(semantic id | phone) of the aligner (models/align.py); all zero = not fitted
-            self.register_buffer("align_table", torch.zeros(cfg.phone_vocab_size, cfg.codebook_size))
-            # 1 at the phone ids that may take zero frames (word boundaries, punctuation)
-            self.register_buffer("align_skip", torch.zeros(cfg.phone_vocab_size))
         self.reset_parameters()
 
     # ------------------------------------------------------------------ init
@@ -127,9 +124,7 @@ class Stage1Model(nn.Module):
         if isinstance(getattr(self, "cond_adapter", None), GatedAdapter):
             nn.init.zeros_(self.cond_adapter.gate_scale)
         if self.cfg.frame_phones:
-            # zero: a network grown from one without frame phones starts computing what it did
-            nn.init.zeros_(self.frame_phone_proj.weight)
-            nn.init.zeros_(self.frame_phone_proj.bias)
+            self._zero_frame_phone_proj()
 
     # ------------------------------------------------------------ pieces
     @property
@@ -149,35 +144,6 @@ class Stage1Model(nn.Module):
         if not self.has_adapter:
             raise ValueError("this stage-1 model has no frame-condition adapter")
         return self.cond_adapter(cond)
-
-    @property
-    def aligner_fitted(self) -> bool:
-        return self.cfg.frame_phones and bool(self.align_table.abs().sum() > 0)
-
-    @property
-    def skippable_phones(self):
-        """(P,) numpy bool: the phone ids that may take zero frames (``align_skip``)."""
-        return self.align_skip.detach().float().cpu().numpy() > 0.5
-
-    def align_phones(self, phones, semantic):
-        """Frames per state of [silence ; phones ; silence] ((N + 2,) numpy ints summing to T) for
-        phone ids (N,) over semantic ids (T,), by the model's alignment table (models/align.py).
-        Raises ValueError when the frames cannot hold the phones, RuntimeError when the table
-        is not fitted."""
-        from .align import align
-
-        if not self.aligner_fitted:
-            raise RuntimeError("this stage-1 model has no fitted alignment table (the Trainer fits it from the training data)")
-        table = self.align_table.detach().float().cpu().numpy()  # a view for a float32 CPU buffer
-        return align(table, phones, semantic, self.skippable_phones, self.cfg.phone_pad_id)
-
-    def frame_phone_embed(self, frame_phones: torch.Tensor) -> torch.Tensor:
-        """(B, L) phone id per frame (``phone_pad_id`` = none) -> (B, L, H), zero where none."""
-        if not self.cfg.frame_phones:
-            raise ValueError("this stage-1 model takes no frame phones (frame_phones is off)")
-        has = (frame_phones != self.cfg.phone_pad_id).unsqueeze(-1)
-        e = self.frame_phone_proj(self.phone_emb(frame_phones))
-        return e * has.to(e.dtype)
 
     def phone_prefix(self, phone_ids: torch.Tensor) -> torch.Tensor:
         """(B, Np) -> (B, Np, H) = cond_mlp(phone_emb(ids))."""

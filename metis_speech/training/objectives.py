@@ -43,7 +43,9 @@ prompt of 25-50 % of T_b with probability ``prompt_prob``; the chosen layer mask
 probability sin(πt/2) outside the prompt (at least one); target input = Σ_{q<l} token_emb
 + (mask_emb | token_emb[l]) + (Q-1-l)·mask_emb, prompt input = Σ_q token_emb over all layers;
 condition = cond_emb(semantic) + layer_emb(l) through cond_mlp; cross-entropy on the masked
-frames of layer l.
+frames of layer l. With ``frame_phones`` (S2AConfig) an utterance with phones is aligned as for
+stage 1 and its frame phones join the condition, except for a ``phone_drop`` share of samples
+(which learn the tasks without a transcript) and the prompt frames of a ``prompt_phone_drop`` share.
 """
 
 from __future__ import annotations
@@ -58,6 +60,7 @@ import torch.nn.functional as F
 from torch import nn
 
 __all__ = [
+    "AlignmentCache",
     "ObjectiveOutput",
     "Stage1Objective",
     "S2AObjective",
@@ -159,6 +162,61 @@ def _unwrap(model: nn.Module) -> nn.Module:
     return inner if isinstance(inner, nn.Module) and hasattr(inner, "cfg") else model
 
 
+class AlignmentCache:
+    """Frame phones of training utterances for a ``frame_phones`` network (stage 1 or S2A).
+
+    Each utterance is aligned to its phones once by the network's alignment table (Viterbi
+    over its semantic ids, ``models/align.py``) and the result kept: the table does not change
+    during training.
+    """
+
+    def __init__(self):
+        self._aligned: Dict[bytes, Optional[np.ndarray]] = {}  # (phones, semantic) -> frames per state
+
+    def durations(self, net: nn.Module, phones: np.ndarray, semantic: np.ndarray) -> Optional[np.ndarray]:
+        """Frames per state of [silence ; phones ; silence] (N + 2,), None when the frames
+        cannot hold the phones."""
+        key = phones.tobytes() + b"|" + semantic.tobytes()
+        if key not in self._aligned:
+            try:  # an unfitted table is a RuntimeError and propagates
+                self._aligned[key] = net.align_phones(phones, semantic)
+            except ValueError:  # frames too few for the phones
+                self._aligned[key] = None
+        return self._aligned[key]
+
+    def plan(self, net: nn.Module, batch: Batch, keep: torch.Tensor, drop_prompt: torch.Tensor,
+             prompt_len: torch.Tensor) -> Batch:
+        """Plan keys ``frame_phones`` (B, T) long (``phone_pad_id`` = none: samples not in
+        ``keep`` (B,) bool, and the prompt frames of those in ``drop_prompt``), ``durations``
+        (B, Np) float frames per phone and ``dur_valid`` (B, Np) bool (every aligned sample)."""
+        from ..models.align import durations_to_frames
+
+        pad = net.cfg.phone_pad_id
+        sem, lengths = batch["semantic"].cpu(), batch["lengths"].long().cpu()
+        phones, plens = batch["phones"].cpu(), batch["phone_lengths"].long().cpu()
+        B, T = sem.shape
+        Np = phones.shape[1]
+        frames = torch.full((B, T), pad, dtype=torch.long)
+        durs = torch.zeros(B, Np)
+        valid = torch.zeros(B, Np, dtype=torch.bool)
+        for b in range(B):
+            n = int(plens[b])
+            if n == 0:
+                continue
+            ph = phones[b, Np - n :].numpy().astype(np.int64)
+            d = self.durations(net, ph, sem[b, : int(lengths[b])].numpy().astype(np.int64))
+            if d is None:
+                continue
+            durs[b, Np - n :] = torch.from_numpy(d[1:-1].astype(np.float32))
+            valid[b, Np - n :] = True
+            if bool(keep[b]):
+                fp = torch.from_numpy(durations_to_frames(ph, d, pad))
+                frames[b, : fp.shape[0]] = fp
+                if bool(drop_prompt[b]):
+                    frames[b, : int(prompt_len[b])] = pad
+        return {"frame_phones": frames, "durations": durs, "dur_valid": valid}
+
+
 class Stage1Objective(nn.Module):
     """Masked semantic-token modelling (pre-training and every fine-tuning task).
 
@@ -173,50 +231,7 @@ class Stage1Objective(nn.Module):
         super().__init__()
         self.model = model
         self.drop_phones_with_prompt = drop_phones_with_prompt
-        self._aligned: Dict[bytes, Optional[np.ndarray]] = {}  # (phones, semantic) -> frames per state
-
-    def _durations(self, phones: np.ndarray, semantic: np.ndarray) -> Optional[np.ndarray]:
-        """Frames per state of [silence ; phones ; silence] (N + 2,), None when the frames
-        cannot hold the phones; cached per utterance (the table does not change in training)."""
-        key = phones.tobytes() + b"|" + semantic.tobytes()
-        if key not in self._aligned:
-            try:  # an unfitted table is a RuntimeError and propagates
-                self._aligned[key] = self.net.align_phones(phones, semantic)
-            except ValueError:  # frames too few for the phones
-                self._aligned[key] = None
-        return self._aligned[key]
-
-    def _frame_phones(self, batch: Batch, prompt_len: torch.Tensor, keep_phones: torch.Tensor,
-                      generator: torch.Generator) -> Batch:
-        """Plan keys ``frame_phones`` (B, T) long and ``durations`` (B, Np) float, ``dur_valid`` (B, Np)."""
-        from ..models.align import durations_to_frames
-
-        cfg = self.net.cfg
-        pad = cfg.phone_pad_id
-        sem, lengths = batch["semantic"].cpu(), batch["lengths"].long().cpu()
-        phones, plens = batch["phones"].cpu(), batch["phone_lengths"].long().cpu()
-        B, T = sem.shape
-        Np = phones.shape[1]
-        frames = torch.full((B, T), pad, dtype=torch.long)
-        durs = torch.zeros(B, Np)
-        valid = torch.zeros(B, Np, dtype=torch.bool)
-        drop_prompt = _uniform((B,), generator) < cfg.prompt_phone_drop
-        for b in range(B):
-            n = int(plens[b])
-            if n == 0:
-                continue
-            ph = phones[b, Np - n :].numpy().astype(np.int64)
-            d = self._durations(ph, sem[b, : int(lengths[b])].numpy().astype(np.int64))
-            if d is None:
-                continue
-            durs[b, Np - n :] = torch.from_numpy(d[1:-1].astype(np.float32))
-            valid[b, Np - n :] = True
-            if bool(keep_phones[b]):
-                fp = torch.from_numpy(durations_to_frames(ph, d, pad))
-                frames[b, : fp.shape[0]] = fp
-                if bool(drop_prompt[b]):
-                    frames[b, : int(prompt_len[b])] = pad
-        return {"frame_phones": frames, "durations": durs, "dur_valid": valid}
+        self.aligned = AlignmentCache()
 
     @property
     def net(self) -> nn.Module:
@@ -240,7 +255,8 @@ class Stage1Objective(nn.Module):
         keep_phones = (prompt_len > 0) | (not self.drop_phones_with_prompt)
         plan = {"t": t, "prompt_len": prompt_len, "masked": masked, "keep_phones": keep_phones}
         if cfg.frame_phones and batch.get("phones") is not None:
-            plan.update(self._frame_phones(batch, prompt_len, keep_phones, generator))
+            drop_prompt = _uniform((B,), generator) < cfg.prompt_phone_drop
+            plan.update(self.aligned.plan(self.net, batch, keep_phones, drop_prompt, prompt_len))
         return plan
 
     def forward(self, batch: Batch, plan: Batch) -> ObjectiveOutput:
@@ -292,14 +308,17 @@ def s2a_layer_weights(num_quantizers: int, predict_layer_1: bool) -> torch.Tenso
 class S2AObjective(nn.Module):
     """Masked acoustic-token modelling of one RVQ layer per batch.
 
-    Batch keys: ``semantic`` (B, T) long, ``acoustic`` (B, T, Q) long, ``lengths`` (B,).
-    Plan keys: ``layer`` (1,) long, ``t`` (B,), ``prompt_len`` (B,), ``masked`` (B, T) bool.
+    Batch keys: ``semantic`` (B, T) long, ``acoustic`` (B, T, Q) long, ``lengths`` (B,);
+    optional ``phones`` (B, Np) with ``phone_lengths`` (B,). Plan keys: ``layer`` (1,) long,
+    ``t`` (B,), ``prompt_len`` (B,), ``masked`` (B, T) bool; ``frame_phones`` (B, T) for a
+    ``frame_phones`` model given phones.
     """
 
     def __init__(self, model: nn.Module, prompt_range=(0.25, 0.5)):
         super().__init__()
         self.model = model
         self.prompt_range = tuple(prompt_range)
+        self.aligned = AlignmentCache()
 
     @property
     def net(self) -> nn.Module:
@@ -316,7 +335,12 @@ class S2AObjective(nn.Module):
         lo, hi = self.prompt_range
         prompt_len = sample_prompt_lengths(lengths, cfg.prompt_prob, lo, hi, generator)
         masked = sample_masks(lengths, prompt_len, ratio, T, generator)
-        return {"layer": layer, "t": t, "prompt_len": prompt_len, "masked": masked}
+        plan = {"layer": layer, "t": t, "prompt_len": prompt_len, "masked": masked}
+        if cfg.frame_phones and batch.get("phones") is not None:
+            keep = _uniform((B,), generator) >= cfg.phone_drop
+            drop_prompt = _uniform((B,), generator) < cfg.prompt_phone_drop
+            plan["frame_phones"] = self.aligned.plan(self.net, batch, keep, drop_prompt, prompt_len)["frame_phones"]
+        return plan
 
     def forward(self, batch: Batch, plan: Batch) -> ObjectiveOutput:
         net = self.net
@@ -334,7 +358,8 @@ class S2AObjective(nn.Module):
         lower = net.embed_lower(codes, layer)
         target = net.embed_target(lower, codes[..., layer], masked, layer)
         x = torch.where(is_prompt.unsqueeze(-1), net.embed_prompt(codes), target)
-        hidden = net.transformer(x, net.condition(sem, layer), t, x_mask)
+        fp = plan.get("frame_phones")
+        hidden = net.transformer(x, net.condition(sem, layer, None if fp is None else fp.to(device)), t, x_mask)
         logits = net.to_logits[layer](hidden)
         return _ce(logits, codes[..., layer], masked & x_mask.bool(), lengths.sum())
 

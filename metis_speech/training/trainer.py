@@ -75,8 +75,8 @@ class ModelSection:
     # (attention o_proj, MLP down_proj) zeroed, an identity on the residual stream, so e.g.
     # [0, 1, 1, 2, 3, 3] (num_layers: 6 in overrides) computes exactly what the 4-layer init_from did
     init_layers: Optional[List[int]] = None
-    # a stage 1 with frame_phones (overrides) whose alignment table is not fitted yet (not in
-    # init_from) fits it from the training pairs at start: the phone vocabulary file the shards
+    # a stage 1 or S2A with frame_phones (overrides) whose alignment table is not fitted yet (not
+    # in init_from) fits it from the training pairs at start: the phone vocabulary file the shards
     # were prepared with (its word boundaries and punctuation may take zero frames), and the
     # hard-EM iterations
     phone_vocab: Optional[str] = None
@@ -670,7 +670,7 @@ class Trainer:
 
         mc, m = self.model_cfg, self.cfg.model
         if not m.phone_vocab:
-            raise MetisError("model.phone_vocab: a frame_phones stage 1 without a fitted alignment table needs the phone "
+            raise MetisError("model.phone_vocab: a frame_phones network without a fitted alignment table needs the phone "
                              "vocabulary file its shards were prepared with (e.g. BUNDLE/vocab.json)")
         try:
             vocab = load_vocab(m.phone_vocab)
@@ -691,12 +691,13 @@ class Trainer:
                 print(f"aligner: iteration {it + 1}/{m.align_iterations}, log-likelihood per frame {score:.3f} "
                       f"({time.perf_counter() - t0:.0f} s)", flush=True)
 
-        table, _, durs = fit_emissions(pairs, mc.phone_vocab_size, mc.codebook_size, skip, mc.phone_pad_id,
+        semantic_vocab = self.net.align_table.shape[1]
+        table, _, durs = fit_emissions(pairs, mc.phone_vocab_size, semantic_vocab, skip, mc.phone_pad_id,
                                        iterations=m.align_iterations, progress=report)
         with torch.no_grad():
             self.net.align_table.copy_(torch.from_numpy(table))
             self.net.align_skip.copy_(torch.from_numpy(skip.astype(np.float32)))
-        if m.duration_warmup_steps > 0:
+        if m.duration_warmup_steps > 0 and hasattr(self.net, "duration"):  # stage 1 (the S2A has none)
             self._warm_durations([p for p, _ in pairs], [d[1:-1] for d in durs], m.duration_warmup_steps)
 
     def _warm_durations(self, phones: List[np.ndarray], durs: List[np.ndarray], steps: int, batch: int = 32) -> None:
@@ -746,7 +747,8 @@ class Trainer:
         mc, d = self.model_cfg, self.cfg.data
         if isinstance(mc, S2AConfig):
             require = ("semantic", "acoustic")
-            vocab, avocab, pvocab = mc.cond_codebook_size, mc.codebook_size, None
+            vocab, avocab = mc.cond_codebook_size, mc.codebook_size
+            pvocab = mc.phone_vocab_size if mc.frame_phones else None
             # every layer it predicts and every layer of the prompt it reads
             layers = max(mc.num_quantizers, mc.prompt_layers)
         else:

@@ -1,6 +1,7 @@
 """TTS with a ``frame_phones`` stage 1 (Stage1Config): the prompt's phones are aligned to its
 semantic ids, the target's laid out by the duration predictor over the target length, and both
-reach the network; a length too short for the text's phones is refused by name."""
+reach the network (and an S2A with ``frame_phones``, S2AConfig); a length too short for the
+text's phones is refused by name."""
 
 import dataclasses
 import shutil
@@ -33,19 +34,33 @@ def frame_bundle(tiny_bundle, tmp_path_factory):
         net.align_skip.copy_(torch.from_numpy(skip.astype(np.float32)))
         net.frame_phone_proj.weight.normal_(0, 0.02, generator=g)
     save_checkpoint(net, b / "stage1_tts")
+    old = load_checkpoint(b / "s2a_full")
+    s2a = build_model(dataclasses.replace(old.cfg, frame_phones=True, phone_vocab_size=net.cfg.phone_vocab_size,
+                                          phone_pad_id=net.cfg.phone_pad_id))
+    s2a.load_state_dict(old.state_dict(), strict=False)
+    with torch.no_grad():
+        s2a.frame_phone_proj.weight.normal_(0, 0.02, generator=g)
+        s2a.align_table.copy_(torch.log_softmax(torch.randn(s2a.align_table.shape, generator=g), dim=-1))
+        s2a.align_skip.copy_(torch.from_numpy(skip.astype(np.float32)))
+    save_checkpoint(s2a, b / "s2a_full")
     return b
 
 
 def test_tts_gives_the_network_aligned_prompt_phones_and_laid_out_target_phones(frame_bundle, audio_files, monkeypatch):
     seen = {}
-    real = pipeline.stage1_generate
+    real, real_s2a = pipeline.stage1_generate, pipeline.s2a_generate
 
     def spy(model, lens, prompts, phones, cond, settings, gens, frame_phones=None, **kw):
         seen.update(lens=list(lens), prompts=[p.clone() for p in prompts], phones=[p.clone() for p in phones],
                     frames=frame_phones)
         return real(model, lens, prompts, phones, cond, settings, gens, frame_phones=frame_phones, **kw)
 
+    def spy_s2a(model, *a, frame_phones=None, **kw):
+        seen["s2a_frames"] = frame_phones
+        return real_s2a(model, *a, frame_phones=frame_phones, **kw)
+
     monkeypatch.setattr(pipeline, "stage1_generate", spy)
+    monkeypatch.setattr(pipeline, "s2a_generate", spy_s2a)
     m = Metis.from_pretrained("tts", frame_bundle, device="cpu")
     out = m.tts("Hello there, friend.", audio_files["prompt"], "A test of my voice.", language="en", seed=1, **FAST)
     assert out.wav.size > 0
@@ -65,6 +80,8 @@ def test_tts_gives_the_network_aligned_prompt_phones_and_laid_out_target_phones(
     tp = m._net("phones")("Hello there, friend.", "en").ids
     assert seen["phones"][0].tolist()[-len(tp):] == tp
     assert runs(target) == runs(tp)  # every phone of the text on its frames, in order
+    (s2a_fp,) = seen["s2a_frames"]  # the S2A reads the same frame phones over [prompt ; target]
+    assert torch.equal(s2a_fp, fp)
 
 
 def test_tts_refuses_a_duration_too_short_for_the_phones(frame_bundle, audio_files):
@@ -72,3 +89,40 @@ def test_tts_refuses_a_duration_too_short_for_the_phones(frame_bundle, audio_fil
     with pytest.raises(MetisError, match="too short for"):
         m.tts("This sentence has far too many phones for its length.", audio_files["prompt"], "A test of my voice.",
               duration=0.2, language="en", seed=1, **FAST)
+
+
+def test_semantic_to_speech_places_a_transcript_on_the_frames(frame_bundle, tiny_bundle, audio_files, monkeypatch):
+    """``semantic_to_speech(ids, text=...)``: the S2A's own table aligns the transcript's phones to
+    the ids and every phone reaches the S2A in order (none on the prompt's frames); a transcript
+    the frames cannot hold, an empty one, or an S2A that reads no text is refused by name."""
+    seen = {}
+    real_s2a = pipeline.s2a_generate
+
+    def spy_s2a(model, *a, frame_phones=None, **kw):
+        seen["frames"] = frame_phones
+        return real_s2a(model, *a, frame_phones=frame_phones, **kw)
+
+    monkeypatch.setattr(pipeline, "s2a_generate", spy_s2a)
+    m = Metis.from_pretrained("se", frame_bundle, device="cpu")
+    from metis_speech.audio import load_audio
+
+    wav, _ = load_audio(audio_files["prompt"], m.ssl_sample_rate)
+    ids = m.semantic_ids([wav])[0]
+    out = m.semantic_to_speech(ids, audio_files["prompt"], seed=0, text="A test of my voice.", language="en")
+    assert out.wav.size > 0
+    (fp,) = seen["frames"]
+    s2a = m._net("s2a")
+    pad, skip = s2a.cfg.phone_pad_id, s2a.align_skip.numpy() > 0.5
+    tp = int(fp.shape[0]) - int(ids.shape[0])
+    assert tp > 0 and (fp[:tp] == pad).all()  # the prompt's frames: no phones
+    phones = [p for p in m._net("phones")("A test of my voice.", "en").ids if not skip[p]]
+    got = [p for p in fp[tp:].tolist() if p != pad and not skip[p]]
+    assert [p for i, p in enumerate(got) if i == 0 or got[i - 1] != p] == \
+        [p for i, p in enumerate(phones) if i == 0 or phones[i - 1] != p]
+    with pytest.raises(MetisError, match="too few for the phones"):
+        m.semantic_to_speech(ids[:4], text="A far longer transcript than four frames can ever hold.", language="en")
+    with pytest.raises(MetisError, match="non-empty string"):
+        m.semantic_to_speech(ids, text="  ")
+    plain = Metis.from_pretrained("se", tiny_bundle, device="cpu")
+    with pytest.raises(MetisError, match="takes no transcript"):
+        plain.semantic_to_speech(ids, text="A test of my voice.", language="en")

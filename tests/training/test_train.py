@@ -248,3 +248,49 @@ def test_frame_phones_stage1_fits_its_aligner_trains_durations_and_loads(pretrai
     no_vocab = {k: v for k, v in model.items() if k != "phone_vocab"}
     with pytest.raises(MetisError, match="model.phone_vocab"):
         Trainer(load_train_config(small_config("stage1_tts", tmp_path / "bad", 1, model=no_vocab, data=data)))
+
+
+def test_frame_phones_s2a_fits_its_aligner_drops_phones_for_some_samples_and_loads(tmp_path):
+    """An S2A with ``frame_phones`` started from one without: its projection starts at zero (the
+    old function), the trainer fits its alignment table (no duration predictor to warm), the
+    objective gives aligned phones to the frames of most samples and none to a ``phone_drop``
+    share (which learn the tasks without a transcript), training runs, and the saved network
+    loads with its table."""
+    from metis_speech.config import load_preset
+
+    from conftest import SMALL
+
+    vocab = tmp_path / "vocab.json"
+    vocab.write_text(json.dumps({"vocab": {"_": 10, ",": 11, **{f"p{i}": i for i in range(12, 1000)}}}))
+    base_run = Trainer(load_train_config(small_config("s2a_full", tmp_path / "base", 3)))
+    base_run.train()
+    base = load_checkpoint(tmp_path / "base" / "final").eval()
+    model = {"component": "s2a_full", "init_from": str(tmp_path / "base" / "final"),
+             "overrides": dict(SMALL, frame_phones=True, phone_drop=0.5), "phone_vocab": str(vocab), "align_iterations": 2}
+    data = {"synthetic": {"n": 48, "min_frames": 16, "max_frames": 32, "seed": 0, "phones": True}}
+    tr = Trainer(load_train_config(small_config("s2a_full", tmp_path / "fp", 6, model=model, data=data)))
+    net = tr._unwrapped()
+    assert net.aligner_fitted and net.align_skip[10] == 1 and net.align_skip[12] == 0
+    assert net.align_table.shape == (net.cfg.phone_vocab_size, net.cfg.cond_codebook_size)
+    assert net.frame_phone_proj.weight.abs().max() == 0 and not hasattr(net, "duration")
+
+    pc = load_preset("tiny", "s2a_full")
+    items = synthetic_utterances(16, vocab=pc.cond_codebook_size, min_frames=16, max_frames=32, seed=9, phones=True,
+                                 num_quantizers=pc.num_quantizers, acoustic_vocab=pc.codebook_size)
+    batch = collate(items)
+    obj = build_objective(net)
+    plan = obj.sample(batch, torch.Generator().manual_seed(0))
+    fp = plan["frame_phones"]
+    assert fp.shape == batch["semantic"].shape
+    with_phones = (fp != net.cfg.phone_pad_id).any(dim=1)
+    assert 0 < int(with_phones.sum()) < 16  # phone_drop 0.5: some samples keep them, some not
+    # a zero projection: the frame phones change nothing yet
+    same = dict(plan, frame_phones=torch.full_like(fp, net.cfg.phone_pad_id))
+    assert torch.allclose(obj(batch, plan).logits, obj(batch, same).logits)
+    without = {k: v for k, v in plan.items() if k != "frame_phones"}
+    assert torch.allclose(obj(batch, plan).logits, build_objective(base)(batch, without).logits, atol=1e-5)
+    tr.train()
+    assert tr._unwrapped().frame_phone_proj.weight.abs().max() > 0  # trained
+    loaded = load_checkpoint(tmp_path / "fp" / "final")
+    assert loaded.cfg.frame_phones and loaded.aligner_fitted
+    assert torch.equal(loaded.align_table, tr._unwrapped().align_table)
