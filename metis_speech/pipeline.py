@@ -806,18 +806,16 @@ class Metis:
             p_codes = [torch.zeros(0, q, dtype=torch.long, device=self.device)]
         frames = None
         if text is not None:
-            fp = self._aligned_phones(text, language, ids)
-            frames = [torch.cat([torch.full((int(p_sems[0].shape[0]),), fp.pad, dtype=torch.long), fp.ids])]
+            fp, pad = self._aligned_phones(text, language, ids)
+            frames = [torch.cat([torch.full((int(p_sems[0].shape[0]),), pad, dtype=torch.long), fp])]
         codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known,
                                frame_phones=frames)
         return self._finish([ids], codes)[0]
 
-    def _aligned_phones(self, text: str, language: str, ids: torch.Tensor):
+    def _aligned_phones(self, text: str, language: str, ids: torch.Tensor) -> Tuple[torch.Tensor, int]:
         """``text``'s phones placed on the frames of semantic ids (T,) by the alignment table of
-        the S2A (the full one, else the 1-layer one) that reads frame phones: ``.ids`` (T,) long
-        and ``.pad`` (the id of a frame without a phone)."""
-        from types import SimpleNamespace
-
+        the S2A (the full one, else the 1-layer one) that reads frame phones: the phone id of
+        every frame (T,) long, and the id of a frame without a phone."""
         from .models.align import durations_to_frames
 
         self._net("s2a")
@@ -833,7 +831,7 @@ class Metis:
             raise MetisError(f"text: {len(sem)} frames ({len(sem) / self.frame_rate:.2f} s) are too few for the "
                              f"phones of {text!r}") from None
         pad = net.cfg.phone_pad_id
-        return SimpleNamespace(ids=torch.from_numpy(durations_to_frames(ph, dur, pad)), pad=pad)
+        return torch.from_numpy(durations_to_frames(ph, dur, pad)), pad
 
     def _known_codes(self, codes, frames: int) -> torch.Tensor:
         """Acoustic ids (T, k) of the first k RVQ layers as a long tensor on the device; MetisError
