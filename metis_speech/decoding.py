@@ -430,23 +430,25 @@ def s2a_generate(
     else:
         prompt_valid = torch.zeros(B, 0, dtype=torch.bool, device=dev)
         prompt_emb = torch.zeros(B, 0, model.cfg.hidden_size, device=dev, dtype=dtype)
-    sem_p, _ = _pad_stack([s[:tp] for s, tp in zip(sems, Tps)], Tp, left=True) if Tp else (None, None)
-    sem_t, _ = _pad_stack([s[tp:] for s, tp in zip(sems, Tps)], T, left=False)
-    sem = torch.cat([sem_p, sem_t], dim=1) if sem_p is not None else sem_t
+
+    def stack(seqs, value=0):
+        """Per item [prompt ; target] (Tp_b + T_b,) -> (B, Tp + T): prompts left-padded, targets right-padded."""
+        tgt, _ = _pad_stack([s[tp:] for s, tp in zip(seqs, Tps)], T, left=False, value=value)
+        if not Tp:
+            return tgt
+        pr, _ = _pad_stack([s[:tp] for s, tp in zip(seqs, Tps)], Tp, left=True, value=value)
+        return torch.cat([pr, tgt], dim=1)
+
+    sem = stack(sems)
     fp = None
     if frame_phones is not None and getattr(model.cfg, "frame_phones", False):
         if len(frame_phones) != B:
             raise ValueError("frame_phones must have one entry per item")
-        pad = model.cfg.phone_pad_id
         fps = [f.to(dev).long() for f in frame_phones]
         for f, s_ in zip(fps, sems):
             if f.shape[0] != s_.shape[0]:
                 raise ValueError(f"frame_phones has {f.shape[0]} frames, the semantic ids {s_.shape[0]}")
-        fp_t, _ = _pad_stack([f[tp:] for f, tp in zip(fps, Tps)], T, left=False, value=pad)
-        if Tp:
-            fp_p, _ = _pad_stack([f[:tp] for f, tp in zip(fps, Tps)], Tp, left=True, value=pad)
-            fp_t = torch.cat([fp_p, fp_t], dim=1)
-        fp = fp_t
+        fp = stack(fps, model.cfg.phone_pad_id)
     sem_cond = model.semantic_condition(sem, fp)
     target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
     x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)

@@ -820,7 +820,7 @@ class Metis:
 
         self._net("s2a")
         nets = [n for n in (self._nets.get("s2a"), self._nets.get("s2a_1layer")) if n is not None]
-        net = next((n for n in nets if getattr(n.cfg, "frame_phones", False) and n.aligner_fitted), None)
+        net = next((n for n in nets if n.aligner_fitted), None)
         if net is None:
             raise MetisError("text: this model's S2A takes no transcript (it was not trained with frame_phones)")
         ph = np.asarray(self._net("phones")(text, language).ids, dtype=np.int64)
