@@ -57,6 +57,8 @@ def main(argv=None) -> int:
     ap.add_argument("--s2a-steps", default=None, help="S2A steps per layer, comma separated (default: the model's)")
     ap.add_argument("--known-layers", default="",
                     help="comma list of k: also render with the reference's acoustic ids for the first k RVQ layers")
+    ap.add_argument("--phone-guidance", type=float, default=None,
+                    help="S2A phone guidance of the *_text rows (default: the model's TTS default)")
     ap.add_argument("--out", help="folder for the renderings (<kind>/<id>.wav) and results.json")
     args = ap.parse_args(argv)
     path = Path(args.testset)
@@ -113,8 +115,10 @@ def main(argv=None) -> int:
             try:
                 if it.get("prompt"):
                     renders["s2a_prompt_text"] = m.semantic_to_speech(ids, path.parent / it["prompt"], seed=args.seed,
-                                                                      s2a_steps=s2a_steps, text=it["text"]).wav
-                renders["s2a_text"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps, text=it["text"]).wav
+                                                                      s2a_steps=s2a_steps, text=it["text"],
+                                                                      phone_guidance=args.phone_guidance).wav
+                renders["s2a_text"] = m.semantic_to_speech(ids, seed=args.seed, s2a_steps=s2a_steps, text=it["text"],
+                                                           phone_guidance=args.phone_guidance).wav
             except MetisError as e:  # a transcript too long for its frames: that item goes without
                 print(f"{it.get('id', it['reference'])}: {e}", file=sys.stderr)
         for k in known_layers:

@@ -389,6 +389,8 @@ def s2a_generate(
     generator: Generators = None,
     progress: Optional[Callable[[int], None]] = None,
     frame_phones: Optional[Sequence[torch.Tensor]] = None,
+    phone_guidance: float = 0.0,
+    phone_guidance_layers: Optional[int] = None,
 ) -> List[torch.Tensor]:
     """Generate acoustic codes layer by layer, coarse to fine.
 
@@ -397,9 +399,18 @@ def s2a_generate(
     ignored); known_codes: B tensors (T_b, g) of already generated lower layers (e.g. layer 0
     from the 1-layer model); frame_phones (models with ``frame_phones``; ignored by others): B
     tensors (Tp_b + T_b,) of phone ids per frame (``phone_pad_id`` = none), or None.
+    phone_guidance: w_p >= 0, guidance towards the frame phones (given frame phones and a model
+    that reads them): each step also runs the model without the phones (the same prompt and
+    semantic ids; trained that way for the share ``phone_drop`` of the samples) and takes
+    h = h_p + w_p (h_p - h_nophones), rescaled as ``settings.rescale`` says; it is applied to the
+    first ``phone_guidance_layers`` RVQ layers (None: all) and costs one more pass per step there.
     ``settings.steps`` is overridden per layer. Returns B tensors (T_b, num_layers).
     """
     settings = settings or DecodeSettings(temperature=1.5)
+    if not (math.isfinite(phone_guidance) and phone_guidance >= 0):
+        raise ValueError(f"phone_guidance must be >= 0, got {phone_guidance}")
+    if phone_guidance_layers is not None and (not isinstance(phone_guidance_layers, (int, np.integer)) or phone_guidance_layers < 0):
+        raise ValueError(f"phone_guidance_layers must be a non-negative integer or None, got {phone_guidance_layers!r}")
     dev = model.mask_emb.weight.device
     dtype = model.mask_emb.weight.dtype
     Q = model.num_quantizers
@@ -450,6 +461,10 @@ def s2a_generate(
                 raise ValueError(f"frame_phones has {f.shape[0]} frames, the semantic ids {s_.shape[0]}")
         fp = stack(fps, model.cfg.phone_pad_id)
     sem_cond = model.semantic_condition(sem, fp)
+    # phone guidance: only where some frame has a phone (an all-none row would repeat the pass)
+    guide_phones = fp is not None and phone_guidance > 0 and bool((fp != model.cfg.phone_pad_id).any())
+    sem_cond_np = model.semantic_condition(sem) if guide_phones else None
+    n_guided = n_layers if phone_guidance_layers is None else int(phone_guidance_layers)
     target_valid = torch.arange(T, device=dev)[None, :] < lens[:, None]
     x_mask = torch.cat([prompt_valid, target_valid], dim=1).to(dtype)
 
@@ -463,20 +478,27 @@ def s2a_generate(
     per_item = settings.rescale_scope == "item"
     passes = _GuidedForward(model.diff_estimator, _guidance_mode(settings, torch.device(dev)), B, Tp, T, x_mask,
                             target_valid.to(dtype), dtype)
+    passes_np = _GuidedForward(model.diff_estimator, "none", B, Tp, T, x_mask, target_valid.to(dtype), dtype) if guide_phones else None
 
     for layer in range(g, n_layers):
         lower = model.embed_lower(codes, layer)
         cond = sem_cond + model.layer_emb.weight[layer]
         cond_mlp = model.diff_estimator.cond_mlp(cond)  # constant over the steps of this layer
+        cond_mlp_np = None
+        if guide_phones and layer < n_guided:
+            cond_mlp_np = model.diff_estimator.cond_mlp(sem_cond_np + model.layer_emb.weight[layer])
         layer_settings = DecodeSettings(**{**settings.__dict__, "steps": int(steps[layer])})
 
-        def step(seq, masked, t, layer=layer, lower=lower, cond_mlp=cond_mlp):
+        def step(seq, masked, t, layer=layer, lower=lower, cond_mlp=cond_mlp, cond_mlp_np=cond_mlp_np):
             cur = model.embed_target(lower, seq, masked, layer)
             x = torch.cat([prompt_emb, cur], dim=1) + cond_mlp
             h_c, h_u = passes(x, cur + cond_mlp[:, Tp:], t)
             h = h_c
             if use_cfg:
                 h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
+            if cond_mlp_np is not None:
+                h_np, _ = passes_np(torch.cat([prompt_emb, cur], dim=1) + cond_mlp_np, None, t)
+                h = guidance_combine(h, h_np, phone_guidance, settings.rescale, target_valid, per_item)
             return model.to_logits[layer](h)
 
         codes[..., layer] = masked_decode(step, lens, layer_settings, generator, progress)

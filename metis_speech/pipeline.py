@@ -60,6 +60,11 @@ class TaskDefaults:
     s2a_guidance: float = 2.5
     s2a_temperature: float = 1.5
     rescale: float = 0.75
+    # TTS with an S2A that reads frame phones: guidance towards them (decoding.s2a_generate's
+    # phone_guidance; 0: off, as the reference has no such input) over its first
+    # ``s2a_phone_guidance_layers`` RVQ layers (None: all)
+    s2a_phone_guidance: float = 0.0
+    s2a_phone_guidance_layers: Optional[int] = None
 
 
 DEFAULTS: Dict[str, TaskDefaults] = {
@@ -110,11 +115,20 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
         elif k == "steps":
             if not isinstance(v, int) or v < 1:
                 raise MetisError(f"{where}: steps must be a positive integer, got {v!r}")
+        elif k == "s2a_phone_guidance_layers":
+            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
+                raise MetisError(f"{where}: s2a_phone_guidance_layers must be a non-negative integer or null, got {v!r}")
         elif not isinstance(v, (int, float)) or v < 0:
             raise MetisError(f"{where}: {k} must be a non-negative number, got {v!r}")
     if "s2a_steps" in over:
         over = dict(over, s2a_steps=tuple(over["s2a_steps"]))
     return replace(base, **over)
+
+
+def _check_phone_guidance(value) -> None:
+    if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
+                                  and math.isfinite(value) and 0 <= value <= 20):
+        raise MetisError(f"phone_guidance must be a number between 0 and 20, got {value!r}")
 
 
 def _id_array(values, error: str) -> np.ndarray:
@@ -479,12 +493,18 @@ class Metis:
     @torch.no_grad()
     def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
                   s2a_steps=None, s2a_guidance=None, known: Optional[List[torch.Tensor]] = None,
-                  frame_phones: Optional[List[torch.Tensor]] = None) -> List[torch.Tensor]:
+                  frame_phones: Optional[List[torch.Tensor]] = None,
+                  phone_guidance: Optional[Tuple[float, Optional[int]]] = None) -> List[torch.Tensor]:
         """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q). ``known``:
         B tensors (T_b, k) of the target's first k RVQ layers, given instead of generated;
         ``frame_phones``: B tensors (Tp_b + T_b,) of phone ids per frame (TTS), read by an S2A
-        with ``frame_phones``."""
+        with ``frame_phones``, with guidance towards them: ``phone_guidance`` = (scale, how many
+        RVQ layers or None for all), None: the task's defaults."""
         d = self.defaults
+        guided = {}
+        if frame_phones is not None:
+            w, n = (d.s2a_phone_guidance, d.s2a_phone_guidance_layers) if phone_guidance is None else phone_guidance
+            guided = dict(phone_guidance=w, phone_guidance_layers=n)
         steps = tuple(d.s2a_steps if s2a_steps is None else s2a_steps)
         full = self._net("s2a")
         one = self._nets.get("s2a_1layer")
@@ -492,11 +512,11 @@ class Metis:
                                   temperature=d.s2a_temperature, rescale=d.rescale)
         if known is None and one is not None:
             known = s2a_generate(one, semantic, [p[:, :one.prompt_layers] for p in prompt_codes], [steps[0]],
-                                 replace(settings, guidance=0.0), generator=gens, frame_phones=frame_phones)
+                                 replace(settings, guidance=0.0), generator=gens, frame_phones=frame_phones, **guided)
         q = full.num_quantizers
         layer_steps = list(steps[:q]) + [1] * max(0, q - len(steps))
         out = s2a_generate(full, semantic, [p[:, :full.prompt_layers] for p in prompt_codes], layer_steps, settings,
-                           known_codes=known, generator=gens, frame_phones=frame_phones)
+                           known_codes=known, generator=gens, frame_phones=frame_phones, **guided)
         del full, one
         self._release("s2a")
         return out
@@ -532,7 +552,7 @@ class Metis:
     # ------------------------------------------------------------------ tasks
     def tts(self, text, prompt, prompt_text, duration=None, language: str = "auto", prompt_language: str = "auto",
             steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None, split_sentences: bool = True,
-            max_sentence_chars: int = 300, speed=1.0):
+            max_sentence_chars: int = 300, speed=1.0, phone_guidance=None):
         """Speak ``text`` in the voice of ``prompt`` (whose transcript is ``prompt_text``).
 
         ``duration`` (seconds) fixes the length; by default it is the prompt's length (its
@@ -541,9 +561,11 @@ class Metis:
         by ``speed`` (2.0: twice as fast as the prompt speaks). Long text is split into
         sentences, generated as one batch with the same prompt (a steady voice), and joined.
         Lists give batch inference (``duration``, ``speed`` and ``seed`` may then be lists too,
-        one per text).
+        one per text). ``phone_guidance`` (an S2A that reads frame phones): how strongly the
+        S2A is steered towards the phones of the text (0: not at all; None: the model's default).
         """
         self._require("tts", "omni")
+        _check_phone_guidance(phone_guidance)
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         prompts = [prompt] * len(texts) if single or not isinstance(prompt, (list, tuple)) or _is_pair(prompt) else list(prompt)
@@ -607,7 +629,10 @@ class Metis:
         del stage1
         self._release("stage1")
         sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
-        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps, frame_phones=frames)
+        d = self.defaults
+        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps, frame_phones=frames,
+                               phone_guidance=(d.s2a_phone_guidance if phone_guidance is None else phone_guidance,
+                                               d.s2a_phone_guidance_layers))
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
@@ -776,7 +801,8 @@ class Metis:
         return out[0] if single else out
 
     def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None,
-                           known_codes=None, text: Optional[str] = None, language: str = "auto") -> SpeechOutput:
+                           known_codes=None, text: Optional[str] = None, language: str = "auto",
+                           phone_guidance=None) -> SpeechOutput:
         """Speech from semantic ids: the S2A, then the codec decoder (the second half of every task).
 
         ``semantic``: ids (T,) at :attr:`frame_rate`, e.g. :meth:`semantic_ids` of a recording
@@ -786,10 +812,12 @@ class Metis:
         first k RVQ layers (e.g. :meth:`acoustic_ids` of the same recording), used as they are
         while the S2A generates the layers above them (how much each layer costs). ``text``: the
         transcript of the ids, for an S2A with ``frame_phones`` (S2AConfig): its phones are aligned
-        to the ids by the S2A's alignment table and given to every frame, as TTS gives them.
+        to the ids by the S2A's alignment table and given to every frame, as TTS gives them, with
+        ``phone_guidance`` towards them (None: this model's TTS default, see :meth:`tts`).
         Loaded for any task.
         """
         ids = self._semantic_input(semantic)
+        _check_phone_guidance(phone_guidance)
         if text is not None and (not isinstance(text, str) or not text.strip()):
             raise MetisError(f"text must be a non-empty string (the transcript of the semantic ids), got {text!r}")
         if s2a_steps is not None:
@@ -808,8 +836,11 @@ class Metis:
         if text is not None:
             fp, pad = self._aligned_phones(text, language, ids)
             frames = [torch.cat([torch.full((int(p_sems[0].shape[0]),), pad, dtype=torch.long), fp])]
+        tts_d = bundle_defaults(self._src.manifest, self.preset, "tts")
         codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known,
-                               frame_phones=frames)
+                               frame_phones=frames,
+                               phone_guidance=(tts_d.s2a_phone_guidance if phone_guidance is None else phone_guidance,
+                                               tts_d.s2a_phone_guidance_layers))
         return self._finish([ids], codes)[0]
 
     def _aligned_phones(self, text: str, language: str, ids: torch.Tensor) -> Tuple[torch.Tensor, int]:

@@ -73,7 +73,7 @@ def _small(task: str, why: str) -> Choice:
     except Exception:  # noqa: BLE001 - the description must never stop a command
         preset = "?"
     return Choice(SMALL_MODEL_DIR, f"the small model shipped with metis-speech ({SMALL_MODEL_DIR}; preset {preset}, "
-                                   f"trained on synthetic voices, not yet intelligible), {why}")
+                                   f"trained on synthetic voices, a demonstration: about half of its TTS words come through), {why}")
 
 
 def _describe_dir(path: Path) -> str:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Dict, List
@@ -70,6 +71,9 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     g.add_argument("--steps", type=int, default=None, help="stage-1 decoding steps (default: the task's)")
     g.add_argument("--guidance", type=float, default=None, help="stage-1 guidance scale (default: the task's)")
     g.add_argument("--temperature", type=float, default=None, help="stage-1 sampling temperature")
+    if task == "tts":
+        g.add_argument("--phone-guidance", type=float, default=None,
+                       help="steer the S2A towards the text's phones (models whose S2A reads them; default: the model's)")
     g.add_argument("--s2a-steps", default=None, help="S2A steps per RVQ layer, comma separated (default 40,16,1,...)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     g.add_argument("--ssl-model", default=None, help="local w2v-BERT 2.0 directory (official weights only)")
@@ -86,6 +90,9 @@ def _validate_common(args) -> None:
         raise MetisError(f"--steps must be between 1 and 1000, got {args.steps}")
     if args.guidance is not None and args.guidance < 0:
         raise MetisError(f"--guidance must be >= 0, got {args.guidance}")
+    pg = getattr(args, "phone_guidance", None)
+    if pg is not None and not (math.isfinite(pg) and 0 <= pg <= 20):
+        raise MetisError(f"--phone-guidance must be between 0 and 20, got {pg}")
     if args.batch and args.out:
         raise MetisError("use --out for one item or --batch with --out-dir, not both")
     if args.batch and not args.out_dir:
@@ -207,7 +214,8 @@ def _run(args) -> int:
         if task == "tts":
             outs = model.tts([i["text"] for i in chunk], [i["prompt"] for i in chunk], [i["prompt_text"] for i in chunk],
                              duration=[i.get("duration") for i in chunk] if any(i.get("duration") for i in chunk) else None,
-                             language=chunk[0].get("language", "auto"), seed=seed, **common)
+                             language=chunk[0].get("language", "auto"), seed=seed,
+                             phone_guidance=args.phone_guidance, **common)
         elif task == "vc":
             outs = model.vc([i["source"] for i in chunk], [i["prompt"] for i in chunk], seed=seed, **common)
         elif task == "tse":

@@ -152,6 +152,59 @@ def test_s2a_generate_reads_frame_phones_only_where_given():
     assert all(torch.equal(a, b) for a, b in zip(run(None, plain), run(phones, plain)))
 
 
+def test_s2a_phone_guidance_steers_towards_the_frame_phones_per_item():
+    """Phone guidance: a second pass without the frame phones, h = h_p + w (h_p - h_none). It
+    changes the codes only where it can act (phones given, w > 0, guided layers); each item of a
+    padded batch gets what it gets alone; the guided layer-0 logits are the formula's; bad
+    values are refused."""
+    cfg = S2AConfig(hidden_size=64, num_layers=2, num_heads=4, num_quantizers=3, codebook_size=40, cond_codebook_size=96,
+                    frame_phones=True, phone_vocab_size=30, phone_pad_id=29)
+    net = _randomise(S2AModel(cfg), 3)
+    s = DecodeSettings(guidance=0.0, temperature=1.5, rescale=0.0)
+    sem = [torch.randint(0, 96, (12,)), torch.randint(0, 96, (9,))]
+    prompt = [torch.randint(0, 40, (4, 3)), torch.randint(0, 40, (2, 3))]
+    none = [torch.full((12,), 29), torch.full((9,), 29)]
+    phones = [torch.randint(0, 29, (12,)), torch.randint(0, 29, (9,))]
+
+    def run(fp, w=0.0, layers=None, items=(0, 1)):
+        gens = [torch.Generator().manual_seed(i) for i in items]
+        return s2a_generate(net, [sem[i] for i in items], [prompt[i] for i in items], [4, 2, 1], s, generator=gens,
+                            frame_phones=None if fp is None else [fp[i] for i in items], phone_guidance=w,
+                            phone_guidance_layers=layers)
+
+    same = lambda a, b: all(torch.equal(x, y) for x, y in zip(a, b))  # noqa: E731
+    plain = run(phones)
+    guided = run(phones, 3.0)
+    assert not same(plain, guided)
+    assert same(run(none, 3.0), run(none))  # nothing to steer towards: no second pass
+    assert same(run(phones, 3.0, layers=0), plain)
+    assert same(run(None, 3.0), run(None))
+    for i in (0, 1):  # padding in the batch does not leak into an item
+        assert torch.equal(run(phones, 3.0, items=(i,))[0], guided[i])
+    # layer 0's first step by hand: every target frame masked, logits = W(h_p + w (h_p - h_none))
+    captured = {}
+    orig = net.to_logits[0].forward
+
+    def spy(h):
+        captured.setdefault("h", h.detach().clone())
+        return orig(h)
+
+    net.to_logits[0].forward = spy
+    try:
+        s2a_generate(net, sem[:1], prompt[:1], [1, 1, 1], s, frame_phones=phones[:1], phone_guidance=2.0, num_layers=1)
+    finally:
+        del net.to_logits[0].forward
+    T = sem[0].shape[0] - prompt[0].shape[0]
+    with torch.no_grad():
+        h_p, h_none = (net(sem[0][None], prompt[0][None], torch.zeros(1, T, 3, dtype=torch.long), torch.ones(1, T, dtype=torch.bool),
+                           0, torch.ones(1), frame_phones=fp).hidden for fp in (phones[0][None], None))
+    torch.testing.assert_close(captured["h"], h_p + 2.0 * (h_p - h_none), rtol=1e-4, atol=1e-4)
+    with pytest.raises(ValueError, match="phone_guidance must be >= 0"):
+        run(phones, -1.0)
+    with pytest.raises(ValueError, match="phone_guidance_layers"):
+        run(phones, 1.0, layers=-1)
+
+
 @pytest.mark.parametrize(
     "kwargs,match",
     [({"steps": 0}, "steps"), ({"steps": 2.5}, "steps"), ({"steps": 10**6}, "sensible"), ({"guidance": -1}, "guidance"),

@@ -40,6 +40,8 @@ CASES = [
     ("tts", "--prompt", "short", "at least 1 s"),
     ("tts", "--prompt", "corrupt", "--prompt"),
     ("tts", "--duration", "0", "--duration must be between"),
+    ("tts", "--phone-guidance", "-1", "--phone-guidance must be between"),
+    ("tts", "--phone-guidance", "inf", "--phone-guidance must be between"),
     ("vc", "--source", "zero_bytes", "empty"),
     ("vc", "--source", "no_samples", "no samples"),
     ("vc", "--source", "silent", "silent"),

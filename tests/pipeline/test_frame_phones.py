@@ -126,3 +126,48 @@ def test_semantic_to_speech_places_a_transcript_on_the_frames(frame_bundle, tiny
     plain = Metis.from_pretrained("se", tiny_bundle, device="cpu")
     with pytest.raises(MetisError, match="takes no transcript"):
         plain.semantic_to_speech(ids, text="A test of my voice.", language="en")
+
+
+def test_phone_guidance_comes_from_the_bundle_and_the_call(frame_bundle, audio_files, monkeypatch, tmp_path):
+    """The S2A's phone guidance: the bundle's ``decoding.default.tts`` sets it (and the layers it
+    covers), ``tts(phone_guidance=)`` overrides it; out-of-range values are refused by name."""
+    import json
+
+    b = tmp_path / "bundle"
+    shutil.copytree(frame_bundle, b)
+    man = json.loads((b / "metis.json").read_text())
+    man.setdefault("decoding", {}).setdefault("default", {})["tts"] = {"s2a_phone_guidance": 1.5, "s2a_phone_guidance_layers": 1}
+    (b / "metis.json").write_text(json.dumps(man))
+    seen = []
+    real_s2a = pipeline.s2a_generate
+
+    def spy_s2a(model, *a, **kw):
+        seen.append((kw.get("phone_guidance"), kw.get("phone_guidance_layers")))
+        return real_s2a(model, *a, **kw)
+
+    monkeypatch.setattr(pipeline, "s2a_generate", spy_s2a)
+    m = Metis.from_pretrained("tts", b, device="cpu")
+    args = ("Hello there, friend.", audio_files["prompt"], "A test of my voice.")
+    m.tts(*args, language="en", seed=1, **FAST)
+    assert seen and set(seen) == {(1.5, 1)}  # every S2A network of the bundle (1-layer and full)
+    seen.clear()
+    m.tts(*args, language="en", seed=1, phone_guidance=0.5, **FAST)
+    assert seen and set(seen) == {(0.5, 1)}
+    for bad in (-1, float("nan"), 50):
+        with pytest.raises(MetisError, match="phone_guidance must be"):
+            m.tts(*args, language="en", phone_guidance=bad, **FAST)
+    se = Metis.from_pretrained("se", b, device="cpu")  # semantic_to_speech(text=): the model's TTS default
+    from metis_speech.audio import load_audio
+
+    ids = se.semantic_ids([load_audio(audio_files["prompt"], se.ssl_sample_rate)[0]])[0]
+    seen.clear()
+    se.semantic_to_speech(ids, seed=0, text="A test of my voice.", language="en")
+    assert seen and set(seen) == {(1.5, 1)}
+    seen.clear()
+    se.semantic_to_speech(ids, seed=0, text="A test of my voice.", language="en", phone_guidance=0)
+    assert seen and set(seen) == {(0, 1)}
+    with pytest.raises(MetisError, match="phone_guidance must be"):
+        se.semantic_to_speech(ids, text="A test of my voice.", phone_guidance=-2)
+    man["decoding"]["default"]["tts"]["s2a_phone_guidance_layers"] = 1.5
+    with pytest.raises(MetisError, match="s2a_phone_guidance_layers must be"):
+        pipeline.bundle_defaults(man, "default", "tts")

@@ -15,7 +15,9 @@ TSE: SIM to the target                 (no TSE)     0.70        0.81        0.82
 
 TTS (examples/prompt.wav; the README's sentence and the two above, seeds 0-2; pocketsphinx): mean
 WER 1.01 for every model before frame phones (e8cd04d's weights), 0.81 with them (stage-1 TTS with
-frame_phones, guidance 0, temperature 0.5); bound < 0.93. The README's sentence alone: 0.86.
+frame_phones, guidance 0, temperature 0.5), 0.76 with the S2A reading them too (22ee4d5), 0.47 with
+the S2A's phone guidance at 8 (this model's default); bound < 0.62. The README's sentence alone:
+0.86, 0.86, 0.52; bound < 0.70.
 
 (*) one conversion; now the mean of 2 sentences x 2 seeds. ddaf13d has the log-mel acoustic
 codec, the S2A re-trained on its ids and its own decoding settings (README); e1e9661 has
@@ -68,22 +70,25 @@ def test_shipped_model_does_every_audio_task():
     assert {"tts", "se", "vc", "tse"} <= set(small_model_tasks())
 
 
-def test_tts_says_more_of_the_words_than_before_frame_phones():
+def test_tts_says_more_of_the_words_than_before_phone_guidance():
     from metis_speech import Metis
     from metis_speech.eval.asr import transcribe
     from metis_speech.eval.text import wer
 
     tts = Metis.from_pretrained("tts", "small", device="cpu")
     prompt_text = "The bakery was quiet when the shop keeper arrived with the wicker chair."
-    errors = []
-    for text in ["Hello, this is a small Metis speaking."] + SENTENCES:
+    readme = "Hello, this is a small Metis speaking."
+    errors = {}
+    for text in [readme] + SENTENCES:
         for seed in (0, 1, 2):
             out = tts.tts(text, str(PROMPT), prompt_text, seed=seed)
             heard = transcribe(out.wav, out.sample_rate)
-            errors.append(wer(text, heard))
-            print(f"TTS seed {seed}: {heard!r} (WER {errors[-1]:.2f})")
-    print("TTS mean WER", np.mean(errors))
-    assert np.mean(errors) < 0.93
+            errors.setdefault(text, []).append(wer(text, heard))
+            print(f"TTS seed {seed}: {heard!r} (WER {errors[text][-1]:.2f})")
+    every = [e for v in errors.values() for e in v]
+    print("TTS mean WER", np.mean(every), "the README's sentence", np.mean(errors[readme]))
+    assert np.mean(every) < 0.62
+    assert np.mean(errors[readme]) < 0.70
 
 
 def test_se_keeps_more_of_the_speech_than_the_previous_model(voices):
