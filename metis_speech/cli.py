@@ -28,6 +28,8 @@ COMMANDS = {
     "download": ("metis_speech.hub", "pre-fetch the official files of a task into the local cache"),
     "make-corpus": ("metis_speech.corpus.cli", "build a synthetic multi-speaker corpus from offline voices"),
     "eval": ("metis_speech.eval.cli", "score generated speech (WER, speaker similarity, DNSMOS, PESQ, ...)"),
+    "compare": ("metis_speech.eval.compare",
+                "paired differences between two evaluations of the same items, with 95-percent intervals"),
     "prepare": ("metis_speech.training.prepare_cli", "tokenize audio into training shards (semantic/acoustic ids, conditions)"),
     "train": ("metis_speech.training.cli", "train or fine-tune a network from a recipe (YAML)"),
     "bundle": ("metis_speech.bundle_cli", "assemble a model bundle from trained runs and a base bundle"),

@@ -409,7 +409,8 @@ def s2a_generate(
     settings = settings or DecodeSettings(temperature=1.5)
     if not (math.isfinite(phone_guidance) and phone_guidance >= 0):
         raise ValueError(f"phone_guidance must be >= 0, got {phone_guidance}")
-    if phone_guidance_layers is not None and (not isinstance(phone_guidance_layers, (int, np.integer)) or phone_guidance_layers < 0):
+    n_ok = isinstance(phone_guidance_layers, (int, np.integer)) and phone_guidance_layers >= 0
+    if phone_guidance_layers is not None and not n_ok:
         raise ValueError(f"phone_guidance_layers must be a non-negative integer or None, got {phone_guidance_layers!r}")
     dev = model.mask_emb.weight.device
     dtype = model.mask_emb.weight.dtype
@@ -478,7 +479,9 @@ def s2a_generate(
     per_item = settings.rescale_scope == "item"
     passes = _GuidedForward(model.diff_estimator, _guidance_mode(settings, torch.device(dev)), B, Tp, T, x_mask,
                             target_valid.to(dtype), dtype)
-    passes_np = _GuidedForward(model.diff_estimator, "none", B, Tp, T, x_mask, target_valid.to(dtype), dtype) if guide_phones else None
+    passes_np = None
+    if guide_phones:
+        passes_np = _GuidedForward(model.diff_estimator, "none", B, Tp, T, x_mask, target_valid.to(dtype), dtype)
 
     for layer in range(g, n_layers):
         lower = model.embed_lower(codes, layer)
