@@ -494,13 +494,13 @@ def s2a_generate(
 
         def step(seq, masked, t, layer=layer, lower=lower, cond_mlp=cond_mlp, cond_mlp_np=cond_mlp_np):
             cur = model.embed_target(lower, seq, masked, layer)
-            x = torch.cat([prompt_emb, cur], dim=1) + cond_mlp
-            h_c, h_u = passes(x, cur + cond_mlp[:, Tp:], t)
+            x0 = torch.cat([prompt_emb, cur], dim=1)
+            h_c, h_u = passes(x0 + cond_mlp, cur + cond_mlp[:, Tp:], t)
             h = h_c
             if use_cfg:
                 h = guidance_combine(h_c, h_u, settings.guidance, settings.rescale, target_valid, per_item)
             if cond_mlp_np is not None:
-                h_np, _ = passes_np(torch.cat([prompt_emb, cur], dim=1) + cond_mlp_np, None, t)
+                h_np, _ = passes_np(x0 + cond_mlp_np, None, t)
                 h = guidance_combine(h, h_np, phone_guidance, settings.rescale, target_valid, per_item)
             return model.to_logits[layer](h)
 

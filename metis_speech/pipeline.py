@@ -493,18 +493,20 @@ class Metis:
     @torch.no_grad()
     def _acoustic(self, semantic: List[torch.Tensor], prompt_codes: List[torch.Tensor], gens,
                   s2a_steps=None, s2a_guidance=None, known: Optional[List[torch.Tensor]] = None,
-                  frame_phones: Optional[List[torch.Tensor]] = None,
-                  phone_guidance: Optional[Tuple[float, Optional[int]]] = None) -> List[torch.Tensor]:
+                  frame_phones: Optional[List[torch.Tensor]] = None, phone_guidance: Optional[float] = None,
+                  phone_defaults: Optional[TaskDefaults] = None) -> List[torch.Tensor]:
         """S2A: semantic ids over [prompt ; target] -> target acoustic ids (T_b, Q). ``known``:
         B tensors (T_b, k) of the target's first k RVQ layers, given instead of generated;
         ``frame_phones``: B tensors (Tp_b + T_b,) of phone ids per frame (TTS), read by an S2A
-        with ``frame_phones``, with guidance towards them: ``phone_guidance`` = (scale, how many
-        RVQ layers or None for all), None: the task's defaults."""
+        with ``frame_phones``, with guidance towards them: ``phone_guidance`` is its scale (None:
+        that of ``phone_defaults``), ``phone_defaults`` (None: this task's) also says over how
+        many RVQ layers."""
         d = self.defaults
         guided = {}
         if frame_phones is not None:
-            w, n = (d.s2a_phone_guidance, d.s2a_phone_guidance_layers) if phone_guidance is None else phone_guidance
-            guided = dict(phone_guidance=w, phone_guidance_layers=n)
+            pd = phone_defaults or d
+            guided = dict(phone_guidance=pd.s2a_phone_guidance if phone_guidance is None else phone_guidance,
+                          phone_guidance_layers=pd.s2a_phone_guidance_layers)
         steps = tuple(d.s2a_steps if s2a_steps is None else s2a_steps)
         full = self._net("s2a")
         one = self._nets.get("s2a_1layer")
@@ -629,10 +631,8 @@ class Metis:
         del stage1
         self._release("stage1")
         sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
-        d = self.defaults
         codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps, frame_phones=frames,
-                               phone_guidance=(d.s2a_phone_guidance if phone_guidance is None else phone_guidance,
-                                               d.s2a_phone_guidance_layers))
+                               phone_guidance=phone_guidance)
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
@@ -836,11 +836,9 @@ class Metis:
         if text is not None:
             fp, pad = self._aligned_phones(text, language, ids)
             frames = [torch.cat([torch.full((int(p_sems[0].shape[0]),), pad, dtype=torch.long), fp])]
-        tts_d = bundle_defaults(self._src.manifest, self.preset, "tts")
         codes = self._acoustic([torch.cat([p_sems[0], ids])], p_codes, self._generators(seed, 1), s2a_steps, known=known,
-                               frame_phones=frames,
-                               phone_guidance=(tts_d.s2a_phone_guidance if phone_guidance is None else phone_guidance,
-                                               tts_d.s2a_phone_guidance_layers))
+                               frame_phones=frames, phone_guidance=phone_guidance,
+                               phone_defaults=bundle_defaults(self._src.manifest, self.preset, "tts"))
         return self._finish([ids], codes)[0]
 
     def _aligned_phones(self, text: str, language: str, ids: torch.Tensor) -> Tuple[torch.Tensor, int]:

@@ -21,13 +21,10 @@ from pathlib import Path
 from typing import Dict, List, Sequence, Tuple
 
 from .backends import EvalError
-from .report import LOWER_IS_BETTER
+from .report import LOWER_IS_BETTER, NON_METRIC_COLUMNS
 from .runner import mean_ci
 
 __all__ = ["add_parser", "run", "read_scores", "compare"]
-
-#: columns of scores.csv that are not per-item metrics
-_NOT_METRICS = {"id", "task", "speaker", "duration_s", "text", "hypothesis", "audio"}
 
 
 def read_scores(path: Path) -> Dict[str, Dict[str, float]]:
@@ -48,7 +45,7 @@ def read_scores(path: Path) -> Dict[str, Dict[str, float]]:
         for r in reader:
             vals = {}
             for k, v in r.items():
-                if k in _NOT_METRICS or k is None:
+                if k is None or k in NON_METRIC_COLUMNS:
                     continue
                 try:
                     vals[k] = float(v) if v not in ("", None) else math.nan

@@ -14,11 +14,13 @@ from . import dsp
 from .backends import need
 from .runner import EvalReport
 
-__all__ = ["LOWER_IS_BETTER", "format_table", "write_csv", "write_json", "plot_metrics", "plot_spectrograms", "write_report"]
+__all__ = ["LOWER_IS_BETTER", "NON_METRIC_COLUMNS", "format_table", "write_csv", "write_json", "plot_metrics", "plot_spectrograms", "write_report"]
 
 LOWER_IS_BETTER = {"wer", "cer", "rtf", "peak_rss_mb", "peak_cuda_mb"}
 _FIRST = ["id", "task", "speaker", "duration_s"]
 _LAST = ["text", "hypothesis", "audio"]
+#: the columns of scores.csv that are not metrics
+NON_METRIC_COLUMNS = frozenset(_FIRST + _LAST)
 
 
 def _fmt(x: float, width: int = 9) -> str:
