@@ -7,6 +7,8 @@
 - :func:`centred_stft`: torch complex STFT, centred, reflect-padded when the signal is long
   enough for it and zero-padded otherwise (one rule for the codec's log-mel front end and
   the codec training losses).
+- :func:`wiener_refine`: a noisy recording Wiener-filtered with a speech estimate (e.g. the
+  speech SE generated from it) as the speech spectrum (SE's ``refine="wiener"``).
 
 Shapes: ``S`` samples, ``B`` batch, ``F`` = n_fft // 2 + 1 bins, ``T`` frames, ``M`` mel bands.
 """
@@ -18,7 +20,7 @@ from typing import Optional
 import numpy as np
 import torch
 
-__all__ = ["hz_to_mel", "mel_to_hz", "mel_filterbank", "stft_power", "centred_stft"]
+__all__ = ["hz_to_mel", "mel_to_hz", "mel_filterbank", "stft_power", "centred_stft", "wiener_refine"]
 
 _F_SP, _MIN_LOG_HZ = 200.0 / 3, 1000.0
 _MIN_LOG_MEL, _LOGSTEP = _MIN_LOG_HZ / _F_SP, np.log(6.4) / 27.0
@@ -70,3 +72,54 @@ def centred_stft(wav: torch.Tensor, n_fft: int, hop: int, window: torch.Tensor, 
     S > n_fft // 2 (what reflection needs), else zeros, so that short clips work too."""
     pad_mode = "reflect" if wav.shape[-1] > n_fft // 2 else "constant"
     return torch.stft(wav, n_fft, hop, win, window.to(wav), center=True, pad_mode=pad_mode, return_complex=True)
+
+
+def _box_smooth(x: torch.Tensor, size) -> torch.Tensor:
+    """(F, T) mean over a (size[0], size[1]) box around each bin, edges averaged over what exists."""
+    kf, kt = int(size[0]), int(size[1])
+    if kf <= 1 and kt <= 1:
+        return x
+    return torch.nn.functional.avg_pool2d(x[None, None], (kf, kt), stride=1, padding=(kf // 2, kt // 2),
+                                          count_include_pad=False)[0, 0, : x.shape[0], : x.shape[1]]
+
+
+def wiener_refine(noisy: np.ndarray, speech: np.ndarray, sample_rate: int, floor: float = 0.1,
+                  noise_percentile: float = 10.0, window_s: float = 0.02, smooth=(3, 3)) -> np.ndarray:
+    """``noisy`` (S,) filtered by a Wiener gain G = P_s / (P_s + P_n), at least ``floor``:
+    the speech power P_s is that of ``speech`` (S',) (an estimate of the clean speech in
+    ``noisy``, aligned with it in time, at the same ``sample_rate``; e.g. what SE generated),
+    smoothed over a ``smooth`` = (bins, frames) box and scaled so that its total is the
+    recording's power above its noise floor; the noise power P_n is that floor: each
+    frequency's ``noise_percentile``-th percentile over time (stationary noise). Frames of
+    ``window_s`` seconds (rounded to a power of two), hop a quarter of that.
+
+    The result keeps the recording's own speech (its timing, pitch and words, which a
+    generated estimate may get wrong) and removes what the estimate says is not speech; it
+    cannot remove noise that sounds while the estimate has speech at the same frequencies.
+    Returns (S,) float32.
+    """
+    noisy = np.asarray(noisy, dtype=np.float32)
+    speech = np.asarray(speech, dtype=np.float32)
+    if noisy.ndim != 1 or speech.ndim != 1:
+        raise ValueError("wiener_refine takes (S,) mono signals")
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"floor must be between 0 and 1, got {floor}")
+    if not 0.0 < noise_percentile < 100.0:
+        raise ValueError(f"noise_percentile must be between 0 and 100, got {noise_percentile}")
+    S = len(noisy)
+    n_fft = int(2 ** max(4, round(np.log2(max(window_s * sample_rate, 16)))))
+    if S <= n_fft:  # too short to filter: nothing to estimate a noise floor from
+        return noisy.copy()
+    hop = n_fft // 4
+    speech = np.pad(speech[:S], (0, max(0, S - len(speech))))
+    window = torch.hann_window(n_fft)
+    Y = centred_stft(torch.from_numpy(noisy)[None], n_fft, hop, window)[0]  # (F, T)
+    E = centred_stft(torch.from_numpy(speech)[None], n_fft, hop, window)[0]
+    Py = Y.abs().square().double()
+    Pe = _box_smooth(E.abs().square().double(), smooth)
+    Pn = torch.from_numpy(np.percentile(Py.numpy(), noise_percentile, axis=1, keepdims=True))
+    above = (Py - Pn).clamp_min(0).sum()
+    Ps = Pe * (above / Pe.sum().clamp_min(1e-20))
+    gain = (Ps / (Ps + Pn).clamp_min(1e-20)).clamp(floor, 1.0)
+    out = torch.istft((gain.to(Y.real.dtype) * Y), n_fft, hop, n_fft, window, center=True, length=S)
+    return out.numpy().astype(np.float32)

@@ -39,7 +39,7 @@ from .decoding import DecodeSettings, s2a_generate, stage1_generate
 from .errors import AudioError, MetisError
 from .hub import for_task
 from .inputs import (  # noqa: F401 - limits re-exported
-    MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, SPEAKING_RATE, check_audio, check_inputs,
+    MAX_INPUT_S, MAX_PROMPT_S, MAX_TARGET_S, MIN_PROMPT_S, REFINE_MODES, SPEAKING_RATE, check_audio, check_inputs,
 )
 from .shipped import Choice, choose_source
 from .sources import ModelSource
@@ -65,6 +65,10 @@ class TaskDefaults:
     # ``s2a_phone_guidance_layers`` RVQ layers (None: all)
     s2a_phone_guidance: float = 0.0
     s2a_phone_guidance_layers: Optional[int] = None
+    # SE: what the output is (one of inputs.REFINE_MODES): "none", the generated speech (the
+    # reference's); "wiener", the input filtered with the generated speech as its speech
+    # spectrum (dsp.wiener_refine)
+    refine: str = "none"
 
 
 DEFAULTS: Dict[str, TaskDefaults] = {
@@ -115,6 +119,9 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
         elif k == "steps":
             if not isinstance(v, int) or v < 1:
                 raise MetisError(f"{where}: steps must be a positive integer, got {v!r}")
+        elif k == "refine":
+            if v not in REFINE_MODES:
+                raise MetisError(f"{where}: refine must be one of {list(REFINE_MODES)}, got {v!r}")
         elif k == "s2a_phone_guidance_layers":
             if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 0):
                 raise MetisError(f"{where}: s2a_phone_guidance_layers must be a non-negative integer or null, got {v!r}")
@@ -790,15 +797,34 @@ class Metis:
         out = self._speech_conditioned(mixtures, prompts, "mixture", steps, guidance, temperature, seed, texts, s2a_steps)
         return out[0] if single else out
 
-    def se(self, noisy, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None):
-        """Clean speech from noisy / reverberant speech (no prompt)."""
+    def se(self, noisy, steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None, refine=None):
+        """Clean speech from noisy / reverberant speech (no prompt).
+
+        ``refine`` (None: the model's default, ``TaskDefaults.refine``): ``"none"`` returns the
+        generated speech, as the reference does; ``"wiener"`` returns the input itself, filtered
+        by a Wiener gain whose speech spectrum is the generated speech's and whose noise is the
+        input's stationary floor (:func:`~metis_speech.dsp.wiener_refine`, gain at least
+        :attr:`refine_floor`): the recording's own voice and words with less noise, for a
+        model whose generated speech loses them (the README measures both). The output's
+        ``semantic_ids`` / ``acoustic_ids`` are those of the generated speech either way.
+        """
         self._require("se", "omni")
+        if refine is not None and refine not in REFINE_MODES:
+            raise MetisError(f"refine must be one of {list(REFINE_MODES)}, got {refine!r}")
         single = not isinstance(noisy, list)
         items = [noisy] if single else noisy
         for x in items:
             check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
+        if (self.defaults.refine if refine is None else refine) == "wiener":
+            from .dsp import wiener_refine
+
+            for x, o in zip(items, out):
+                o.wav = wiener_refine(self._read(x, o.sample_rate, "input"), o.wav, o.sample_rate, floor=self.refine_floor)
         return out[0] if single else out
+
+    #: SE with ``refine="wiener"``: the least gain of the filter (0.1: at most 20 dB less)
+    refine_floor: float = 0.1
 
     def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None,
                            known_codes=None, text: Optional[str] = None, language: str = "auto",

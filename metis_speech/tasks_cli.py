@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .errors import MetisError
-from .inputs import SPEAKING_RATE
+from .inputs import REFINE_MODES, SPEAKING_RATE
 
 # task -> (fields it takes, required fields, help)
 TASK_FIELDS = {
@@ -74,6 +74,10 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     if task == "tts":
         g.add_argument("--phone-guidance", type=float, default=None,
                        help="steer the S2A towards the text's phones (models whose S2A reads them; default: the model's)")
+    if task == "se":
+        g.add_argument("--refine", default=None, choices=list(REFINE_MODES),
+                       help="'none': the generated speech; 'wiener': the input filtered with the generated speech as "
+                       "its speech spectrum (keeps the recording's own words; default: the model's)")
     g.add_argument("--s2a-steps", default=None, help="S2A steps per RVQ layer, comma separated (default 40,16,1,...)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     g.add_argument("--ssl-model", default=None, help="local w2v-BERT 2.0 directory (official weights only)")
@@ -223,7 +227,7 @@ def _run(args) -> int:
             outs = model.tse([i["mixture"] for i in chunk], [i["prompt"] for i in chunk],
                              text=texts if any(texts) else None, seed=seed, **common)
         elif task == "se":
-            outs = model.se([i["input"] for i in chunk], seed=seed, **common)
+            outs = model.se([i["input"] for i in chunk], seed=seed, refine=args.refine, **common)
         else:
             outs = [model.l2s(i["video"], i["prompt"], crop_box=_crop_box(i.get("crop_box")), seed=seed + k, **common)
                     for k, i in enumerate(chunk)]

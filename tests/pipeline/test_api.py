@@ -69,6 +69,26 @@ def test_se_needs_no_prompt_and_loads_only_what_it_needs(models, audio_files):
     assert abs(out.duration - 1.2) < 0.05
 
 
+def test_se_refine_filters_the_input_with_the_generated_speech(models, audio_files):
+    """refine="wiener": the input (read at the output rate) Wiener-filtered with the generated
+    speech as the speech spectrum, its full length; the ids stay the generated speech's;
+    "none" is the generated speech; a bad mode is refused before any network runs."""
+    from metis_speech.audio import load_audio
+    from metis_speech.dsp import wiener_refine
+
+    m = models("se")
+    assert m.defaults.refine == "none"  # the preset's default: the reference's output
+    gen = m.se(audio_files["source"], seed=3, **FAST)
+    assert m.se(audio_files["source"], seed=3, refine="none", **FAST).wav.tolist() == gen.wav.tolist()
+    ref = m.se(audio_files["source"], seed=3, refine="wiener", **FAST)
+    noisy, _ = load_audio(audio_files["source"], m.sample_rate)
+    assert len(ref.wav) == len(noisy)
+    np.testing.assert_allclose(ref.wav, wiener_refine(noisy, gen.wav, m.sample_rate, floor=m.refine_floor), atol=1e-6)
+    assert np.array_equal(ref.semantic_ids, gen.semantic_ids)
+    with pytest.raises(MetisError, match=r"refine must be one of \['none', 'wiener'\]"):
+        m.se(audio_files["source"], refine="mask")
+
+
 def test_batch_equals_single(models, audio_files):
     m = models("se")
     batch = m.se([audio_files["source"], audio_files["stereo"]], seed=10, **FAST)
@@ -261,6 +281,9 @@ def test_bundle_decoding_defaults(tiny_bundle, tmp_path, audio_files):
         bundle_defaults({"decoding": {"default": {"se": {"stepz": 3}}}}, "default", "se")
     with pytest.raises(MetisError, match="steps"):
         bundle_defaults({"decoding": {"default": {"se": {"s2a_steps": ["x"]}}}}, "default", "se")
+    assert bundle_defaults({"decoding": {"fast": {"se": {"refine": "wiener"}}}}, "fast", "se").refine == "wiener"
+    with pytest.raises(MetisError, match=r"decoding\.default\.se: refine must be one of \['none', 'wiener'\], got 'mask'"):
+        bundle_defaults({"decoding": {"default": {"se": {"refine": "mask"}}}}, "default", "se")
 
 
 def test_tts_rate_ignores_prompt_silence(models, audio_files):
