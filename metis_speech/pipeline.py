@@ -65,6 +65,9 @@ class TaskDefaults:
     # ``s2a_phone_guidance_layers`` RVQ layers (None: all)
     s2a_phone_guidance: float = 0.0
     s2a_phone_guidance_layers: Optional[int] = None
+    # TTS with a stage 1 that aligns phones (frame_phones): at most this many seconds of the
+    # prompt, its last words, go into stage 1 and the S2A (0: all of it, as the reference)
+    max_prompt_s: float = 0.0
     # SE: what the output is (one of inputs.REFINE_MODES): "none", the generated speech (the
     # reference's); "wiener", the input filtered with the generated speech as its speech
     # spectrum (dsp.wiener_refine)
@@ -561,7 +564,7 @@ class Metis:
     # ------------------------------------------------------------------ tasks
     def tts(self, text, prompt, prompt_text, duration=None, language: str = "auto", prompt_language: str = "auto",
             steps=None, guidance=None, temperature=None, seed=None, s2a_steps=None, split_sentences: bool = True,
-            max_sentence_chars: int = 300, speed=1.0, phone_guidance=None):
+            max_sentence_chars: int = 300, speed=1.0, phone_guidance=None, max_prompt_s=None):
         """Speak ``text`` in the voice of ``prompt`` (whose transcript is ``prompt_text``).
 
         ``duration`` (seconds) fixes the length; by default it is the prompt's length (its
@@ -572,9 +575,16 @@ class Metis:
         Lists give batch inference (``duration``, ``speed`` and ``seed`` may then be lists too,
         one per text). ``phone_guidance`` (an S2A that reads frame phones): how strongly the
         S2A is steered towards the phones of the text (0: not at all; None: the model's default).
+        ``max_prompt_s`` (a stage 1 that aligns phones): only the prompt's last words that fit in
+        this many seconds condition the speech, cut at a word boundary that the stage-1 alignment
+        of ``prompt_text`` places (0: the whole prompt; None: the model's default). The speaking
+        rate is still measured over the whole prompt.
         """
         self._require("tts", "omni")
         _check_phone_guidance(phone_guidance)
+        if max_prompt_s is not None and not (isinstance(max_prompt_s, (int, float)) and not isinstance(max_prompt_s, bool)
+                                             and math.isfinite(max_prompt_s) and 0 <= max_prompt_s <= MAX_PROMPT_S):
+            raise MetisError(f"max_prompt_s must be a number of seconds between 0 and {MAX_PROMPT_S:.0f}, got {max_prompt_s!r}")
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         prompts = [prompt] * len(texts) if single or not isinstance(prompt, (list, tuple)) or _is_pair(prompt) else list(prompt)
@@ -629,20 +639,52 @@ class Metis:
         gens = self._generators(seed, len(pieces), owner)
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
+        if max_prompt_s and not stage1.aligner_fitted:
+            raise MetisError("max_prompt_s needs a stage 1 that aligns phones (frame_phones with a fitted alignment "
+                             "table); this model's has none, so it always uses the whole prompt")
         frames = None
+        cut = [(0, 0)] * len(pieces)  # (first prompt frame, first prompt phone) each piece keeps
         if stage1.aligner_fitted:
             frames = [self._frame_phones(stage1, pp, tp, p_sems[i], n, pieces[k])
                       for k, ((pp, tp), i, n) in enumerate(zip(pieces_phones, owner, lens))]
-        tgt = stage1_generate(stage1, lens, [p_sems[i] for i in owner], phone_ids, None, settings, gens,
-                              frame_phones=frames)
+            keep_s = self.defaults.max_prompt_s if max_prompt_s is None else max_prompt_s
+            if keep_s > 0:
+                tails = {i: self._prompt_tail(stage1, pieces_phones[owner.index(i)][0], p_sems[i],
+                                              int(round(keep_s * self.frame_rate))) for i in set(owner)}
+                cut = [tails[i] for i in owner]
+                frames = [f[f0:] for f, (f0, _) in zip(frames, cut)]
+                phone_ids = [torch.tensor(pp[j0:] + tp, dtype=torch.long) for (pp, tp), (_, j0) in zip(pieces_phones, cut)]
+        p_sem_used = [p_sems[i][f0:] for i, (f0, _) in zip(owner, cut)]
+        tgt = stage1_generate(stage1, lens, p_sem_used, phone_ids, None, settings, gens, frame_phones=frames)
         del stage1
         self._release("stage1")
-        sem = [torch.cat([p_sems[i], t]) for i, t in zip(owner, tgt)]
-        codes = self._acoustic(sem, [p_codes[i] for i in owner], gens, s2a_steps, frame_phones=frames,
-                               phone_guidance=phone_guidance)
+        sem = [torch.cat([p, t]) for p, t in zip(p_sem_used, tgt)]
+        codes = self._acoustic(sem, [p_codes[i][f0:] for i, (f0, _) in zip(owner, cut)], gens, s2a_steps,
+                               frame_phones=frames, phone_guidance=phone_guidance)
         outs = self._finish(tgt, codes)
         merged = _join(outs, owner, len(texts), gap_s=0.15)
         return merged[0] if single else merged
+
+    @staticmethod
+    def _prompt_tail(stage1, phones, prompt_sem, max_frames: int) -> Tuple[int, int]:
+        """(first frame, first phone) of a prompt's last words that fit in ``max_frames``: the
+        earliest word boundary (a skippable phone: word separator or punctuation) of its phone
+        ids that the stage-1 alignment table places at most ``max_frames`` frames before the
+        prompt's end. (0, 0), the whole prompt, when it is short enough, cannot be aligned, or
+        has no such boundary."""
+        T = int(prompt_sem.shape[0])
+        if T <= max_frames or len(phones) < 2:
+            return 0, 0
+        pp = np.asarray(phones, dtype=np.int64)
+        try:
+            ends = np.cumsum(stage1.align_phones(pp, prompt_sem.detach().cpu().numpy().astype(np.int64)))[1:-1]
+        except ValueError:
+            return 0, 0
+        skip = stage1.skippable_phones[pp]
+        for j in range(len(pp) - 1):
+            if skip[j] and T - int(ends[j]) <= max_frames:
+                return int(ends[j]), j + 1
+        return 0, 0
 
     @torch.no_grad()
     def _frame_phones(self, stage1, prompt_phones, target_phones, prompt_sem, n: int, text: str) -> torch.Tensor:

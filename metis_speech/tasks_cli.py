@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Dict, List
 
 from .errors import MetisError
-from .inputs import REFINE_MODES, SPEAKING_RATE
+from .inputs import MAX_PROMPT_S, REFINE_MODES, SPEAKING_RATE
 
 # task -> (fields it takes, required fields, help)
 TASK_FIELDS = {
@@ -74,6 +74,9 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     if task == "tts":
         g.add_argument("--phone-guidance", type=float, default=None,
                        help="steer the S2A towards the text's phones (models whose S2A reads them; default: the model's)")
+        g.add_argument("--max-prompt-s", type=float, default=None,
+                       help="use only the prompt's last words that fit in this many seconds (models whose stage 1 "
+                       "aligns phones; 0: the whole prompt; default: the model's)")
     if task == "se":
         g.add_argument("--refine", default=None, choices=list(REFINE_MODES),
                        help="'none': the generated speech; 'wiener': the input filtered with the generated speech as "
@@ -97,6 +100,9 @@ def _validate_common(args) -> None:
     pg = getattr(args, "phone_guidance", None)
     if pg is not None and not (math.isfinite(pg) and 0 <= pg <= 20):
         raise MetisError(f"--phone-guidance must be between 0 and 20, got {pg}")
+    mp = getattr(args, "max_prompt_s", None)
+    if mp is not None and not (math.isfinite(mp) and 0 <= mp <= MAX_PROMPT_S):
+        raise MetisError(f"--max-prompt-s must be between 0 and {MAX_PROMPT_S:.0f} seconds, got {mp}")
     if args.batch and args.out:
         raise MetisError("use --out for one item or --batch with --out-dir, not both")
     if args.batch and not args.out_dir:
@@ -219,7 +225,7 @@ def _run(args) -> int:
             outs = model.tts([i["text"] for i in chunk], [i["prompt"] for i in chunk], [i["prompt_text"] for i in chunk],
                              duration=[i.get("duration") for i in chunk] if any(i.get("duration") for i in chunk) else None,
                              language=chunk[0].get("language", "auto"), seed=seed,
-                             phone_guidance=args.phone_guidance, **common)
+                             phone_guidance=args.phone_guidance, max_prompt_s=args.max_prompt_s, **common)
         elif task == "vc":
             outs = model.vc([i["source"] for i in chunk], [i["prompt"] for i in chunk], seed=seed, **common)
         elif task == "tse":

@@ -42,6 +42,8 @@ CASES = [
     ("tts", "--duration", "0", "--duration must be between"),
     ("tts", "--phone-guidance", "-1", "--phone-guidance must be between"),
     ("tts", "--phone-guidance", "inf", "--phone-guidance must be between"),
+    ("tts", "--max-prompt-s", "-1", "--max-prompt-s must be between 0 and 30 seconds"),
+    ("tts", "--max-prompt-s", "1e9", "--max-prompt-s must be between 0 and 30 seconds"),
     ("vc", "--source", "zero_bytes", "empty"),
     ("vc", "--source", "no_samples", "no samples"),
     ("vc", "--source", "silent", "silent"),

@@ -171,3 +171,92 @@ def test_phone_guidance_comes_from_the_bundle_and_the_call(frame_bundle, audio_f
     man["decoding"]["default"]["tts"]["s2a_phone_guidance_layers"] = 1.5
     with pytest.raises(MetisError, match="s2a_phone_guidance_layers must be"):
         pipeline.bundle_defaults(man, "default", "tts")
+
+
+class _FakeAligner:
+    """align_phones / skippable_phones of a frame-phones stage 1, with fixed durations."""
+
+    def __init__(self, durations, skip, fail=False):
+        self.durations, self.skip, self.fail = np.asarray(durations), np.asarray(skip, dtype=bool), fail
+
+    @property
+    def skippable_phones(self):
+        return self.skip
+
+    def align_phones(self, phones, semantic):
+        if self.fail:
+            raise ValueError("frames cannot hold the phones")
+        assert self.durations.sum() == len(semantic) and len(self.durations) == len(phones) + 2
+        return self.durations
+
+
+def test_prompt_tail_cuts_at_the_earliest_word_boundary_that_fits():
+    # phones a _ b _ c (ids 0 1 2 1 3; id 1 is the skippable word boundary) over
+    # [silence 2 ; a 10 ; _ 0 ; b 10 ; _ 1 ; c 10 ; silence 3] = 36 frames
+    phones, sem = [0, 1, 2, 1, 3], torch.zeros(36, dtype=torch.long)
+    al = _FakeAligner([2, 10, 0, 10, 1, 10, 3], [False, True, False, False])
+    tail = Metis._prompt_tail
+    assert tail(al, phones, sem, 36) == (0, 0)  # short enough: the whole prompt
+    assert tail(al, phones, sem, 24) == (12, 2)  # after "a _": b _ c and the end silence, 24 frames
+    assert tail(al, phones, sem, 20) == (23, 4)  # only "c" fits (13 frames)
+    assert tail(al, phones, sem, 5) == (0, 0)  # no boundary leaves so little: the whole prompt
+    assert tail(_FakeAligner([], [False, True], fail=True), phones, sem, 20) == (0, 0)  # unalignable: whole
+
+
+def test_max_prompt_s_gives_stage_1_and_the_s2a_the_prompt_s_last_words(frame_bundle, audio_files, monkeypatch, tmp_path):
+    """``max_prompt_s``: stage 1 and the S2A both get the prompt's semantic / acoustic ids from
+    the cut that _prompt_tail places, the prompt phones after it and the frame phones from it
+    on; 0 gives the whole prompt; the bundle's ``decoding.default.tts`` sets the default; bad
+    values are refused by name."""
+    import json
+
+    seen = {}
+    real, real_s2a = pipeline.stage1_generate, pipeline.s2a_generate
+
+    def spy(model, lens, prompts, phones, cond, settings, gens, frame_phones=None, **kw):
+        seen.update(prompt=prompts[0].clone(), phones=phones[0].clone(), frames=frame_phones[0].clone(), n=lens[0])
+        return real(model, lens, prompts, phones, cond, settings, gens, frame_phones=frame_phones, **kw)
+
+    def spy_s2a(model, semantic, prompt_codes, *a, frame_phones=None, **kw):
+        seen.update(s2a_sem=semantic[0].clone(), s2a_codes=prompt_codes[0].clone(), s2a_frames=frame_phones[0].clone())
+        return real_s2a(model, semantic, prompt_codes, *a, frame_phones=frame_phones, **kw)
+
+    monkeypatch.setattr(pipeline, "stage1_generate", spy)
+    monkeypatch.setattr(pipeline, "s2a_generate", spy_s2a)
+    m = Metis.from_pretrained("tts", frame_bundle, device="cpu")
+    args = ("Hello there, friend.", audio_files["prompt"], "A test of my voice, read out slowly.")
+    assert m.defaults.max_prompt_s == 0
+    m.tts(*args, language="en", seed=1, **FAST)
+    whole = dict(seen)
+    pp = m._net("phones")("A test of my voice, read out slowly.", "en").ids
+    assert whole["phones"].tolist()[: len(pp)] == pp
+    m.tts(*args, language="en", seed=1, max_prompt_s=1.0, **FAST)
+    f0, j0 = Metis._prompt_tail(m._net("stage1"), pp, whole["prompt"], 50)
+    assert 0 < f0 and whole["prompt"].shape[0] - f0 <= 50  # the 2 s prompt is cut to its last second or less
+    assert torch.equal(seen["prompt"], whole["prompt"][f0:])
+    assert seen["phones"].tolist() == pp[j0:] + whole["phones"].tolist()[len(pp):]
+    assert torch.equal(seen["frames"], whole["frames"][f0:]) and seen["n"] == whole["n"]  # same target length
+    assert torch.equal(seen["s2a_frames"], seen["frames"])
+    assert seen["s2a_codes"].shape[0] == whole["s2a_codes"].shape[0] - f0
+    assert torch.equal(seen["s2a_sem"][: seen["prompt"].shape[0]], seen["prompt"])
+    for bad in (-1, float("nan"), 100, True):
+        with pytest.raises(MetisError, match="max_prompt_s must be"):
+            m.tts(*args, language="en", max_prompt_s=bad, **FAST)
+    b = tmp_path / "bundle"
+    shutil.copytree(frame_bundle, b)
+    man = json.loads((b / "metis.json").read_text())
+    man.setdefault("decoding", {}).setdefault("default", {})["tts"] = {"max_prompt_s": 1.0}
+    (b / "metis.json").write_text(json.dumps(man))
+    m2 = Metis.from_pretrained("tts", b, device="cpu")
+    assert m2.defaults.max_prompt_s == 1.0
+    m2.tts(*args, language="en", seed=1, **FAST)
+    assert torch.equal(seen["prompt"], whole["prompt"][f0:])
+    m2.tts(*args, language="en", seed=1, max_prompt_s=0, **FAST)
+    assert torch.equal(seen["prompt"], whole["prompt"])
+
+
+def test_max_prompt_s_is_refused_where_stage_1_cannot_align(tiny_bundle, audio_files):
+    m = Metis.from_pretrained("tts", tiny_bundle, device="cpu")
+    with pytest.raises(MetisError, match="max_prompt_s needs a stage 1 that aligns phones"):
+        m.tts("Hello there.", audio_files["prompt"], "A test.", language="en", max_prompt_s=1.0, **FAST)
+    assert m.tts("Hello there.", audio_files["prompt"], "A test.", language="en", max_prompt_s=0, seed=0, **FAST).wav.size

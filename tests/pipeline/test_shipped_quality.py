@@ -18,8 +18,8 @@ TSE: SIM to the target                 (no TSE)     0.70        0.81        0.82
 TTS (examples/prompt.wav; the README's sentence and the two above, seeds 0-2; pocketsphinx): mean
 WER 1.01 for every model before frame phones (e8cd04d's weights), 0.81 with them (stage-1 TTS with
 frame_phones, guidance 0, temperature 0.5), 0.76 with the S2A reading them too (22ee4d5), 0.47 with
-the S2A's phone guidance at 8 (this model's default); bound < 0.62. The README's sentence alone:
-0.86, 0.86, 0.52; bound < 0.70.
+the S2A's phone guidance at 8, 0.41 with only the prompt's last 3 s of words used (max_prompt_s;
+this model's defaults); bound < 0.62. The README's sentence alone: 0.86, 0.86, 0.52, 0.48; bound < 0.70.
 
 (*) one conversion; now the mean of 2 sentences x 2 seeds. ddaf13d has the log-mel acoustic
 codec, the S2A re-trained on its ids and its own decoding settings (README); e1e9661 has
