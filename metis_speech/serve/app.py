@@ -5,7 +5,7 @@ route                       what
 ==========================  ==========================================================
 ``GET  /``                  the web page (``static/index.html``)
 ``POST /v1/audio/speech``   OpenAI text-to-speech (JSON), ``stream``/``stream_format``
-``POST /v1/audio/enhance``  SE: multipart ``file`` -> clean speech
+``POST /v1/audio/enhance``  SE: multipart ``file`` [+ ``refine`` none/wiener] -> clean speech
 ``POST /v1/audio/convert``  VC: multipart ``file`` + ``voice`` id or ``prompt`` file
 ``POST /v1/audio/extract``  TSE: multipart ``file`` (mixture) + ``voice`` or ``prompt``
 ``/v1/voices``              ``GET`` list, ``POST`` multipart ``file`` + ``transcript``
@@ -45,6 +45,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from ..errors import AudioError, MetisError
+from ..inputs import REFINE_MODES
 from .audio_io import FORMATS, STREAM_FORMATS, FormatUnavailable, decode_upload, encode, pcm16, wav_stream_header
 from .batcher import Batcher, QueueFull
 from .engine import Engine, TaskUnavailable, batch_key
@@ -440,6 +441,13 @@ def create_app(engine: Engine, config: Optional[ServeConfig] = None):
         settings = engine.settings(_number(fields.get("steps"), "steps", int, 1, 200),
                                    _number(fields.get("guidance"), "guidance", float, 0.0, 20.0),
                                    _s2a_steps(fields.get("s2a_steps")))
+        refine = fields.get("refine")
+        if refine not in (None, ""):
+            if task != "se":
+                raise ApiError(400, "refine applies to /v1/audio/enhance only", param="refine")
+            if refine not in REFINE_MODES:
+                raise ApiError(400, f"refine must be one of {', '.join(REFINE_MODES)}, got {refine!r}", param="refine")
+            settings = dict(settings, refine=refine)
         item: Dict[str, Any] = {"seed": seed}
         if needs_prompt:
             if "prompt" in files and fields.get("voice"):
