@@ -31,6 +31,8 @@ COMMANDS = {
     "compare": ("metis_speech.eval.compare",
                 "paired differences between two evaluations of the same items, with 95-percent intervals"),
     "prepare": ("metis_speech.training.prepare_cli", "tokenize audio into training shards (semantic/acoustic ids, conditions)"),
+    "join-utterances": ("metis_speech.training.join",
+                        "longer training utterances: a speaker's short ones joined with short pauses"),
     "train": ("metis_speech.training.cli", "train or fine-tune a network from a recipe (YAML)"),
     "bundle": ("metis_speech.bundle_cli", "assemble a model bundle from trained runs and a base bundle"),
     "serve": ("metis_speech.serve.cli", "serve the tasks over HTTP: OpenAI-compatible speech, voices, a web page"),
