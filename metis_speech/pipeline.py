@@ -135,6 +135,10 @@ def bundle_defaults(manifest: Optional[dict], preset: str, task: str) -> TaskDef
     return replace(base, **over)
 
 
+_NO_PROMPT_CUT = ("max_prompt_s needs a stage 1 that aligns phones (frame_phones with a fitted alignment table); "
+                  "this model's has none, so it always uses the whole prompt")
+
+
 def _check_phone_guidance(value) -> None:
     if value is not None and not (isinstance(value, (int, float)) and not isinstance(value, bool)
                                   and math.isfinite(value) and 0 <= value <= 20):
@@ -585,6 +589,8 @@ class Metis:
         if max_prompt_s is not None and not (isinstance(max_prompt_s, (int, float)) and not isinstance(max_prompt_s, bool)
                                              and math.isfinite(max_prompt_s) and 0 <= max_prompt_s <= MAX_PROMPT_S):
             raise MetisError(f"max_prompt_s must be a number of seconds between 0 and {MAX_PROMPT_S:.0f}, got {max_prompt_s!r}")
+        if max_prompt_s and not self._src.is_bundle:  # official / random networks have no alignment table
+            raise MetisError(_NO_PROMPT_CUT)
         single = isinstance(text, str)
         texts = [text] if single else list(text)
         prompts = [prompt] * len(texts) if single or not isinstance(prompt, (list, tuple)) or _is_pair(prompt) else list(prompt)
@@ -640,8 +646,7 @@ class Metis:
         stage1 = self._net("stage1")
         settings = self._settings(steps, guidance, temperature)
         if max_prompt_s and not stage1.aligner_fitted:
-            raise MetisError("max_prompt_s needs a stage 1 that aligns phones (frame_phones with a fitted alignment "
-                             "table); this model's has none, so it always uses the whole prompt")
+            raise MetisError(_NO_PROMPT_CUT)
         frames = None
         cut = [(0, 0)] * len(pieces)  # (first prompt frame, first prompt phone) each piece keeps
         if stage1.aligner_fitted:

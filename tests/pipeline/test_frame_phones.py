@@ -260,3 +260,7 @@ def test_max_prompt_s_is_refused_where_stage_1_cannot_align(tiny_bundle, audio_f
     with pytest.raises(MetisError, match="max_prompt_s needs a stage 1 that aligns phones"):
         m.tts("Hello there.", audio_files["prompt"], "A test.", language="en", max_prompt_s=1.0, **FAST)
     assert m.tts("Hello there.", audio_files["prompt"], "A test.", language="en", max_prompt_s=0, seed=0, **FAST).wav.size
+    lazy = Metis.from_pretrained("tts", "random:tiny", device="cpu", lazy=True)  # official / random: refused up front
+    with pytest.raises(MetisError, match="max_prompt_s needs a stage 1 that aligns phones"):
+        lazy.tts("Hello there.", audio_files["prompt"], "A test.", language="en", max_prompt_s=1.0, **FAST)
+    assert lazy.loaded == []  # before any network is loaded (official weights: before any download)
