@@ -12,8 +12,10 @@ the trainers sequences of that shape: a prompt drawn from the start of a joined 
     metis prepare CORPUS/joined/train.jsonl --task tts --out SHARDS ...
 
 The input is anything ``metis prepare`` reads (a folder, a JSONL manifest, tar shards).
-Utterances need a speaker and a transcript; those without either, and a speaker's last one
-when it has no partner left, are written unchanged (so nothing is lost). The order within a
+Utterances need a speaker; those with a transcript are joined only with others that have one
+(the joined transcript is theirs in order), those without only with others without (untranscribed
+speech, for the S2A and codec, which need no text). Utterances without a speaker, and a
+speaker's last one when it has no partner left, are written unchanged (so nothing is lost). The order within a
 speaker is a seeded shuffle, the pause lengths are drawn from ``gap_s``, and a group that
 would pass ``max_duration`` seconds is written as single utterances instead. Audio is
 written at the first member's sample rate (the others are resampled to it) as 16-bit WAV.
@@ -70,13 +72,18 @@ def join_utterances(source: Union[str, os.PathLike], out_dir: Union[str, os.Path
     if not items:
         raise MetisError(f"{source}: no utterances found")
     rng = np.random.default_rng(seed)
-    by_speaker: Dict[str, list] = collections.defaultdict(list)
+    # transcribed and untranscribed utterances of a speaker are joined apart: a joined
+    # utterance's transcript must cover all of its speech
+    by_speaker: Dict[Tuple[str, bool], list] = collections.defaultdict(list)
     singles = []
     for it in items:
-        (by_speaker[it.speaker] if it.speaker and it.text and it.text.strip() else singles).append(it)
+        if it.speaker:
+            by_speaker[(it.speaker, bool(it.text and it.text.strip()))].append(it)
+        else:
+            singles.append(it)
     groups: List[list] = [[it] for it in singles]
-    for spk in sorted(by_speaker):
-        members = by_speaker[spk]
+    for key in sorted(by_speaker):
+        members = by_speaker[key]
         order = rng.permutation(len(members))
         chunk = [members[i] for i in order]
         for k in range(0, len(chunk), per):
