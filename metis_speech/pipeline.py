@@ -650,12 +650,15 @@ class Metis:
         frames = None
         cut = [(0, 0)] * len(pieces)  # (first prompt frame, first prompt phone) each piece keeps
         if stage1.aligner_fitted:
-            frames = [self._frame_phones(stage1, pp, tp, p_sems[i], n, pieces[k])
+            # each prompt's phones aligned to its semantic ids once, for its frame phones and its cut
+            p_phones = {i: pieces_phones[owner.index(i)][0] for i in set(owner)}
+            p_durs = {i: self._align_prompt(stage1, p_phones[i], p_sems[i]) for i in p_phones}
+            frames = [self._frame_phones(stage1, pp, p_durs[i], int(p_sems[i].shape[0]), tp, n, pieces[k])
                       for k, ((pp, tp), i, n) in enumerate(zip(pieces_phones, owner, lens))]
             keep_s = self.defaults.max_prompt_s if max_prompt_s is None else max_prompt_s
             if keep_s > 0:
-                tails = {i: self._prompt_tail(stage1, pieces_phones[owner.index(i)][0], p_sems[i],
-                                              int(round(keep_s * self.frame_rate))) for i in set(owner)}
+                tails = {i: self._prompt_tail(stage1, p_phones[i], p_durs[i], int(p_sems[i].shape[0]),
+                                              int(round(keep_s * self.frame_rate))) for i in p_phones}
                 cut = [tails[i] for i in owner]
                 frames = [f[f0:] for f, (f0, _) in zip(frames, cut)]
                 phone_ids = [torch.tensor(pp[j0:] + tp, dtype=torch.long) for (pp, tp), (_, j0) in zip(pieces_phones, cut)]
@@ -671,20 +674,30 @@ class Metis:
         return merged[0] if single else merged
 
     @staticmethod
-    def _prompt_tail(stage1, phones, prompt_sem, max_frames: int) -> Tuple[int, int]:
+    def _align_prompt(stage1, phones, prompt_sem) -> Optional[np.ndarray]:
+        """Frames per phone of a prompt's transcript over its semantic ids (Tp,) by the stage-1
+        alignment table, or None where they cannot be aligned (a prompt too short for them)."""
+        if not len(phones):
+            return None
+        try:
+            return stage1.align_phones(np.asarray(phones, dtype=np.int64),
+                                       prompt_sem.detach().cpu().numpy().astype(np.int64))
+        except ValueError:
+            return None
+
+    @staticmethod
+    def _prompt_tail(stage1, phones, durations: Optional[np.ndarray], prompt_frames: int,
+                     max_frames: int) -> Tuple[int, int]:
         """(first frame, first phone) of a prompt's last words that fit in ``max_frames``: the
         earliest word boundary (a skippable phone: word separator or punctuation) of its phone
-        ids that the stage-1 alignment table places at most ``max_frames`` frames before the
-        prompt's end. (0, 0), the whole prompt, when it is short enough, cannot be aligned, or
-        has no such boundary."""
-        T = int(prompt_sem.shape[0])
-        if T <= max_frames or len(phones) < 2:
+        ids that the alignment ``durations`` (frames per phone, from :meth:`_align_prompt`)
+        place at most ``max_frames`` frames before the prompt's end (``prompt_frames``). (0, 0),
+        the whole prompt, when it is short enough, was not aligned, or has no such boundary."""
+        T = int(prompt_frames)
+        if T <= max_frames or len(phones) < 2 or durations is None:
             return 0, 0
         pp = np.asarray(phones, dtype=np.int64)
-        try:
-            ends = np.cumsum(stage1.align_phones(pp, prompt_sem.detach().cpu().numpy().astype(np.int64)))[1:-1]
-        except ValueError:
-            return 0, 0
+        ends = np.cumsum(durations)[1:-1]
         skip = stage1.skippable_phones[pp]
         for j in range(len(pp) - 1):
             if skip[j] and T - int(ends[j]) <= max_frames:
@@ -692,20 +705,21 @@ class Metis:
         return 0, 0
 
     @torch.no_grad()
-    def _frame_phones(self, stage1, prompt_phones, target_phones, prompt_sem, n: int, text: str) -> torch.Tensor:
+    def _frame_phones(self, stage1, prompt_phones, prompt_durations: Optional[np.ndarray], prompt_frames: int,
+                      target_phones, n: int, text: str) -> torch.Tensor:
         """Phone id per frame of [prompt ; target] (Tp + n,) for a ``frame_phones`` stage 1: the
-        prompt's phones aligned to its semantic ids by the model's alignment table (none where
-        they cannot be), the target's laid out by its duration predictor over n frames."""
+        prompt's phones repeated by their aligned ``prompt_durations`` (:meth:`_align_prompt`;
+        None: its ``prompt_frames`` frames go without phones), the target's laid out by the
+        duration predictor over n frames."""
         from .models.align import durations_to_frames, predicted_durations
 
         pad = stage1.cfg.phone_pad_id
         skip = stage1.skippable_phones
         pp = np.asarray(prompt_phones, dtype=np.int64)
-        sem = prompt_sem.detach().cpu().numpy().astype(np.int64)
-        try:
-            fp = durations_to_frames(pp, stage1.align_phones(pp, sem), pad) if len(pp) else np.full(len(sem), pad)
-        except ValueError:  # a prompt too short for its transcript: its frames go without phones
-            fp = np.full(len(sem), pad, dtype=np.int64)
+        if prompt_durations is None:
+            fp = np.full(int(prompt_frames), pad, dtype=np.int64)
+        else:
+            fp = durations_to_frames(pp, prompt_durations, pad)
         tp = np.asarray(target_phones, dtype=np.int64)
         ids = torch.from_numpy(tp)[None].to(self.device)
         pred = stage1.duration(ids, torch.ones_like(ids, dtype=torch.bool))[0].float().cpu().numpy()

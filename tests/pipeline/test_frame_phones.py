@@ -195,12 +195,19 @@ def test_prompt_tail_cuts_at_the_earliest_word_boundary_that_fits():
     # [silence 2 ; a 10 ; _ 0 ; b 10 ; _ 1 ; c 10 ; silence 3] = 36 frames
     phones, sem = [0, 1, 2, 1, 3], torch.zeros(36, dtype=torch.long)
     al = _FakeAligner([2, 10, 0, 10, 1, 10, 3], [False, True, False, False])
-    tail = Metis._prompt_tail
-    assert tail(al, phones, sem, 36) == (0, 0)  # short enough: the whole prompt
-    assert tail(al, phones, sem, 24) == (12, 2)  # after "a _": b _ c and the end silence, 24 frames
-    assert tail(al, phones, sem, 20) == (23, 4)  # only "c" fits (13 frames)
-    assert tail(al, phones, sem, 5) == (0, 0)  # no boundary leaves so little: the whole prompt
-    assert tail(_FakeAligner([], [False, True], fail=True), phones, sem, 20) == (0, 0)  # unalignable: whole
+    dur = Metis._align_prompt(al, phones, sem)
+    assert dur.tolist() == [2, 10, 0, 10, 1, 10, 3]
+
+    def tail(max_frames):
+        return Metis._prompt_tail(al, phones, dur, len(sem), max_frames)
+
+    assert tail(36) == (0, 0)  # short enough: the whole prompt
+    assert tail(24) == (12, 2)  # after "a _": b _ c and the end silence, 24 frames
+    assert tail(20) == (23, 4)  # only "c" fits (13 frames)
+    assert tail(5) == (0, 0)  # no boundary leaves so little: the whole prompt
+    bad = _FakeAligner([], [False, True], fail=True)
+    assert Metis._align_prompt(bad, phones, sem) is None and Metis._align_prompt(al, [], sem) is None
+    assert Metis._prompt_tail(bad, phones, None, len(sem), 20) == (0, 0)  # unalignable: whole
 
 
 def test_max_prompt_s_gives_stage_1_and_the_s2a_the_prompt_s_last_words(frame_bundle, audio_files, monkeypatch, tmp_path):
@@ -231,7 +238,8 @@ def test_max_prompt_s_gives_stage_1_and_the_s2a_the_prompt_s_last_words(frame_bu
     pp = m._net("phones")("A test of my voice, read out slowly.", "en").ids
     assert whole["phones"].tolist()[: len(pp)] == pp
     m.tts(*args, language="en", seed=1, max_prompt_s=1.0, **FAST)
-    f0, j0 = Metis._prompt_tail(m._net("stage1"), pp, whole["prompt"], 50)
+    st1 = m._net("stage1")
+    f0, j0 = Metis._prompt_tail(st1, pp, Metis._align_prompt(st1, pp, whole["prompt"]), whole["prompt"].shape[0], 50)
     assert 0 < f0 and whole["prompt"].shape[0] - f0 <= 50  # the 2 s prompt is cut to its last second or less
     assert torch.equal(seen["prompt"], whole["prompt"][f0:])
     assert seen["phones"].tolist() == pp[j0:] + whole["phones"].tolist()[len(pp):]
