@@ -47,6 +47,10 @@ def main(argv=None) -> int:
     ap.add_argument("--device", default=None)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--preset", default="default", choices=["default", "fast"], help="decoding preset")
+    ap.add_argument("--speed", type=float, default=None,
+                    help="TTS: speaking-rate factor of the target length (default 1; refused for other tasks)")
+    ap.add_argument("--max-prompt-s", type=float, default=None,
+                    help="TTS: seconds of the prompt's last words used (default: the model's; 0: all)")
     ap.add_argument("--int8", action="store_true", help="CPU int8 dynamic quantisation of stage 1 and S2A")
     ap.add_argument("--dtype", default=None, choices=["fp32", "bf16", "fp16"], help="network dtype (default fp32)")
     args = ap.parse_args(argv)
@@ -68,6 +72,12 @@ def main(argv=None) -> int:
         kw["steps"] = args.steps
     if args.s2a_steps:
         kw["s2a_steps"] = [int(x) for x in args.s2a_steps.split(",")]
+    for opt, key in (("--speed", "speed"), ("--max-prompt-s", "max_prompt_s")):
+        value = getattr(args, key)
+        if value is not None:
+            if task != "tts":
+                sys.exit(f"error: {opt} is a TTS option; {testset} holds {task} items")
+            kw[key] = value
     try:
         model = Metis.from_pretrained(task, args.model, device=args.device, dtype=args.dtype, preset=args.preset,
                                       quantize="int8" if args.int8 else None)
