@@ -39,7 +39,7 @@ SILENT_PEAK = 1e-5
 """Audio whose absolute peak stays below this is silent."""
 SPEAKING_RATE = (9.0, 20.0)
 """TTS without a duration: (slowest, fastest) phones per second the target is kept within."""
-REFINE_MODES = ("none", "wiener")
+REFINE_MODES = ("none", "wiener", "lsa")
 """SE output modes (``Metis.se(refine=)``, ``TaskDefaults.refine``, ``metis se --refine``)."""
 
 AudioArg = Union[str, os.PathLike, np.ndarray, Tuple[np.ndarray, int]]

@@ -70,7 +70,9 @@ class TaskDefaults:
     max_prompt_s: float = 0.0
     # SE: what the output is (one of inputs.REFINE_MODES): "none", the generated speech (the
     # reference's); "wiener", the input filtered with the generated speech as its speech
-    # spectrum (dsp.wiener_refine)
+    # spectrum (dsp.wiener_refine); "lsa", the input enhanced by the MMSE log-spectral
+    # amplitude gain, its a-priori SNR from the input and from the generated speech
+    # (dsp.lsa_refine)
     refine: str = "none"
 
 
@@ -865,9 +867,13 @@ class Metis:
         generated speech, as the reference does; ``"wiener"`` returns the input itself, filtered
         by a Wiener gain whose speech spectrum is the generated speech's and whose noise is the
         input's stationary floor (:func:`~metis_speech.dsp.wiener_refine`, gain at least
-        :attr:`refine_floor`): the recording's own voice and words with less noise, for a
-        model whose generated speech loses them (the README measures both). The output's
-        ``semantic_ids`` / ``acoustic_ids`` are those of the generated speech either way.
+        :attr:`refine_floor`); ``"lsa"`` returns the input enhanced by the MMSE log-spectral
+        amplitude gain, its noise the input's bias-corrected floor and its a-priori SNR the
+        input's own (decision-directed) blended with the generated speech's
+        (:func:`~metis_speech.dsp.lsa_refine`, weight :attr:`lsa_speech_weight`). Both keep the
+        recording's own voice and words with less noise, for a model whose generated speech
+        loses them (the README measures each). The output's ``semantic_ids`` /
+        ``acoustic_ids`` are those of the generated speech in every mode.
         """
         self._require("se", "omni")
         if refine is not None and refine not in REFINE_MODES:
@@ -877,15 +883,27 @@ class Metis:
         for x in items:
             check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
-        if (self.defaults.refine if refine is None else refine) == "wiener":
+        mode = self.defaults.refine if refine is None else refine
+        if mode == "wiener":
             from .dsp import wiener_refine
 
             for x, o in zip(items, out):
                 o.wav = wiener_refine(self._read(x, o.sample_rate, "input"), o.wav, o.sample_rate, floor=self.refine_floor)
+        elif mode == "lsa":
+            from .dsp import lsa_refine
+
+            for x, o in zip(items, out):
+                o.wav = lsa_refine(self._read(x, o.sample_rate, "input"), o.wav, o.sample_rate,
+                                   speech_weight=self.lsa_speech_weight, floor=self.lsa_floor)
         return out[0] if single else out
 
     #: SE with ``refine="wiener"``: the least gain of the filter (0.1: at most 20 dB less)
     refine_floor: float = 0.1
+    #: SE with ``refine="lsa"``: the weight of the generated speech's a-priori SNR (0: the
+    #: input's own estimate alone, a classical enhancer; 1: the generated speech's alone)
+    lsa_speech_weight: float = 0.3
+    #: SE with ``refine="lsa"``: the least gain (0.05: at most 26 dB less)
+    lsa_floor: float = 0.05
 
     def semantic_to_speech(self, semantic, prompt: Optional[AudioInput] = None, seed=None, s2a_steps=None,
                            known_codes=None, text: Optional[str] = None, language: str = "auto",

@@ -80,7 +80,8 @@ def _add_common(p: argparse.ArgumentParser, task: str) -> None:
     if task == "se":
         g.add_argument("--refine", default=None, choices=list(REFINE_MODES),
                        help="'none': the generated speech; 'wiener': the input filtered with the generated speech as "
-                       "its speech spectrum (keeps the recording's own words; default: the model's)")
+                       "its speech spectrum; 'lsa': the input enhanced by an MMSE log-spectral amplitude gain "
+                       "guided by the generated speech (both keep the recording's own words; default: the model's)")
     g.add_argument("--s2a-steps", default=None, help="S2A steps per RVQ layer, comma separated (default 40,16,1,...)")
     g.add_argument("--seed", type=int, default=0, help="random seed (same seed, same output)")
     g.add_argument("--ssl-model", default=None, help="local w2v-BERT 2.0 directory (official weights only)")

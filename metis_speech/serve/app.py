@@ -5,7 +5,7 @@ route                       what
 ==========================  ==========================================================
 ``GET  /``                  the web page (``static/index.html``)
 ``POST /v1/audio/speech``   OpenAI text-to-speech (JSON), ``stream``/``stream_format``
-``POST /v1/audio/enhance``  SE: multipart ``file`` [+ ``refine`` none/wiener] -> clean speech
+``POST /v1/audio/enhance``  SE: multipart ``file`` [+ ``refine`` none/wiener/lsa] -> clean speech
 ``POST /v1/audio/convert``  VC: multipart ``file`` + ``voice`` id or ``prompt`` file
 ``POST /v1/audio/extract``  TSE: multipart ``file`` (mixture) + ``voice`` or ``prompt``
 ``/v1/voices``              ``GET`` list, ``POST`` multipart ``file`` + ``transcript``

@@ -70,11 +70,11 @@ def test_se_needs_no_prompt_and_loads_only_what_it_needs(models, audio_files):
 
 
 def test_se_refine_filters_the_input_with_the_generated_speech(models, audio_files):
-    """refine="wiener": the input (read at the output rate) Wiener-filtered with the generated
-    speech as the speech spectrum, its full length; the ids stay the generated speech's;
-    "none" is the generated speech; a bad mode is refused before any network runs."""
+    """refine="wiener" / "lsa": the input (read at the output rate) filtered with the generated
+    speech as (part of) the speech estimate, its full length; the ids stay the generated
+    speech's; "none" is the generated speech; a bad mode is refused before any network runs."""
     from metis_speech.audio import load_audio
-    from metis_speech.dsp import wiener_refine
+    from metis_speech.dsp import lsa_refine, wiener_refine
 
     m = models("se")
     assert m.defaults.refine == "none"  # the preset's default: the reference's output
@@ -85,7 +85,11 @@ def test_se_refine_filters_the_input_with_the_generated_speech(models, audio_fil
     assert len(ref.wav) == len(noisy)
     np.testing.assert_allclose(ref.wav, wiener_refine(noisy, gen.wav, m.sample_rate, floor=m.refine_floor), atol=1e-6)
     assert np.array_equal(ref.semantic_ids, gen.semantic_ids)
-    with pytest.raises(MetisError, match=r"refine must be one of \['none', 'wiener'\]"):
+    lsa = m.se(audio_files["source"], seed=3, refine="lsa", **FAST)
+    want = lsa_refine(noisy, gen.wav, m.sample_rate, speech_weight=m.lsa_speech_weight, floor=m.lsa_floor)
+    np.testing.assert_allclose(lsa.wav, want, atol=1e-6)
+    assert np.array_equal(lsa.semantic_ids, gen.semantic_ids) and not np.allclose(lsa.wav, ref.wav, atol=1e-4)
+    with pytest.raises(MetisError, match=r"refine must be one of \['none', 'wiener', 'lsa'\]"):
         m.se(audio_files["source"], refine="mask")
 
 
@@ -282,7 +286,8 @@ def test_bundle_decoding_defaults(tiny_bundle, tmp_path, audio_files):
     with pytest.raises(MetisError, match="steps"):
         bundle_defaults({"decoding": {"default": {"se": {"s2a_steps": ["x"]}}}}, "default", "se")
     assert bundle_defaults({"decoding": {"fast": {"se": {"refine": "wiener"}}}}, "fast", "se").refine == "wiener"
-    with pytest.raises(MetisError, match=r"decoding\.default\.se: refine must be one of \['none', 'wiener'\], got 'mask'"):
+    assert bundle_defaults({"decoding": {"default": {"se": {"refine": "lsa"}}}}, "default", "se").refine == "lsa"
+    with pytest.raises(MetisError, match=r"decoding\.default\.se: refine must be one of \['none', 'wiener', 'lsa'\], got 'mask'"):
         bundle_defaults({"decoding": {"default": {"se": {"refine": "mask"}}}}, "default", "se")
 
 

@@ -60,16 +60,16 @@ def test_batch_manifest(tiny_bundle, audio_files, tmp_path, capsys):
 
 
 def test_se_refine_option(tiny_bundle, audio_files, tmp_path, capsys):
-    """--refine picks the SE output: the generated speech or the input Wiener-filtered with it
-    (the full input length either way here); an unknown mode is refused by the parser."""
+    """--refine picks the SE output: the generated speech or the input filtered with it
+    (the full input length here); an unknown mode is refused by the parser."""
     lengths = {}
-    for mode in ("none", "wiener"):
+    for mode in ("none", "wiener", "lsa"):
         out = tmp_path / f"{mode}.wav"
         rc, _, err = _run(capsys, "se", "--input", audio_files["source"], "--model", tiny_bundle, "--out", out,
                           "--refine", mode, *FAST)
         assert rc == 0, err
         lengths[mode] = sf.info(str(out)).frames
-    assert lengths["wiener"] == 36000 and abs(lengths["none"] - 36000) <= 480  # 1.5 s at 24 kHz
+    assert lengths["wiener"] == lengths["lsa"] == 36000 and abs(lengths["none"] - 36000) <= 480  # 1.5 s at 24 kHz
     with pytest.raises(SystemExit) as e:
         main(["se", "--input", str(audio_files["source"]), "--out", str(tmp_path / "x.wav"), "--refine", "mask"])
     assert e.value.code == 2 and "invalid choice: 'mask'" in capsys.readouterr().err

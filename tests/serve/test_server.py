@@ -134,7 +134,7 @@ def test_enhance(small_server, tmp_path):
                                  data={"response_format": "wav", "seed": "1"})
     out, osr = wav_of(r)
     assert osr == 24000 and abs(len(out) / osr - 2.0) < 0.1
-    # refine per request: the generated speech ("none") differs from the shipped default ("wiener")
+    # refine per request: the generated speech ("none") differs from the shipped default ("lsa")
     none = wav_of(small_server.client.post("/v1/audio/enhance", files={"file": ("noisy.flac", buf.getvalue())},
                                            data={"response_format": "wav", "seed": "1", "refine": "none"}))[0]
     assert abs(len(none) / osr - 2.0) < 0.1 and not np.allclose(none[: len(out)], out[: len(none)], atol=1e-3)
