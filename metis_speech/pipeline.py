@@ -627,8 +627,11 @@ class Metis:
                   min(int(sem.shape[0]), speech_frames(w, ssl_sr, self.frame_rate, max_pause_s=self.max_pause_s))
                   for d, sem, w in zip(durs, p_sems, p_w16)]
         phone_ids, lens, pieces_phones = [], [], []
+        prompt_phones: Dict[int, List[int]] = {}  # each prompt transcript tokenized once
         for p, i in zip(pieces, owner):
-            pp = tok(ptexts[i], prompt_language).ids
+            if i not in prompt_phones:
+                prompt_phones[i] = tok(ptexts[i], prompt_language).ids
+            pp = prompt_phones[i]
             target = tok(p, language)
             tp = target.ids
             phone_ids.append(torch.tensor(pp + tp, dtype=torch.long))
