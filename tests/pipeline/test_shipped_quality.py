@@ -22,7 +22,7 @@ frame_phones, guidance 0, temperature 0.5), 0.76 with the S2A reading them too (
 the S2A's phone guidance at 8, 0.41 with only the prompt's last 3 s of words used (max_prompt_s;
 this model's defaults); bound < 0.62. The README's sentence alone: 0.86, 0.86, 0.52, 0.48; bound < 0.70.
 
-(*) one conversion; now the mean of 2 sentences x 2 seeds. ddaf13d has the log-mel acoustic
+(*) one conversion; now the mean of 2 sentences x 2 seeds (+0.38 with VC's S2A guidance 0, the default since). ddaf13d has the log-mel acoustic
 codec, the S2A re-trained on its ids and its own decoding settings (README); e1e9661 has
 that S2A and stage-1 TTS trained further on a 1.89 h corpus; "this model" has e1e9661's networks
 with the acoustic codec's decoder fine-tuned (recipe small_acoustic_decoder; same ids). Honest
