@@ -192,9 +192,10 @@ def lsa_refine(noisy: np.ndarray, speech: Optional[np.ndarray], sample_rate: int
     window = torch.hann_window(n_fft)
     Y = centred_stft(torch.from_numpy(noisy)[None], n_fft, hop, window)[0]  # (F, T)
     Py = Y.abs().square().double()
+    py = Py.numpy()
     Pn = np.percentile(_box_smooth(Py, smooth).numpy(), noise_percentile, axis=1, keepdims=True)
-    Pn = np.maximum(Pn / _floor_bias(n_fft, smooth, float(noise_percentile)), 1e-12 * float(Py.mean()) + 1e-30)
-    gamma = Py.numpy() / Pn  # (F, T) a-posteriori SNR
+    Pn = np.maximum(Pn / _floor_bias(n_fft, smooth, float(noise_percentile)), 1e-12 * float(py.mean()) + 1e-30)
+    gamma = py / Pn  # (F, T) a-posteriori SNR
     xi_min = 1e-3  # -30 dB
 
     def gain(xi, g):
@@ -212,7 +213,7 @@ def lsa_refine(noisy: np.ndarray, speech: Optional[np.ndarray], sample_rate: int
         est = np.pad(est[:S], (0, max(0, S - len(est))))
         E = centred_stft(torch.from_numpy(est)[None], n_fft, hop, window)[0]
         Pe = _box_smooth(E.abs().square().double(), speech_smooth).numpy()
-        above = np.maximum(Py.numpy() - Pn, 0).sum()
+        above = np.maximum(py - Pn, 0).sum()
         xi_e = np.maximum(Pe * (above / max(Pe.sum(), 1e-20)) / Pn, 1e-4)
         xi = np.exp((1 - speech_weight) * np.log(np.maximum(xi, 1e-4)) + speech_weight * np.log(xi_e))
     g = np.clip(gain(xi, gamma), floor, 1.0)

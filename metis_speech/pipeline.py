@@ -887,17 +887,16 @@ class Metis:
             check_inputs("se", {"input": x})
         out = self._speech_conditioned(items, None, "input", steps, guidance, temperature, seed, None, s2a_steps)
         mode = self.defaults.refine if refine is None else refine
-        if mode == "wiener":
-            from .dsp import wiener_refine
+        if mode != "none":
+            from .dsp import lsa_refine, wiener_refine
 
             for x, o in zip(items, out):
-                o.wav = wiener_refine(self._read(x, o.sample_rate, "input"), o.wav, o.sample_rate, floor=self.refine_floor)
-        elif mode == "lsa":
-            from .dsp import lsa_refine
-
-            for x, o in zip(items, out):
-                o.wav = lsa_refine(self._read(x, o.sample_rate, "input"), o.wav, o.sample_rate,
-                                   speech_weight=self.lsa_speech_weight, floor=self.lsa_floor)
+                noisy = self._read(x, o.sample_rate, "input")
+                if mode == "wiener":
+                    o.wav = wiener_refine(noisy, o.wav, o.sample_rate, floor=self.refine_floor)
+                else:
+                    o.wav = lsa_refine(noisy, o.wav, o.sample_rate, speech_weight=self.lsa_speech_weight,
+                                       floor=self.lsa_floor)
         return out[0] if single else out
 
     #: SE with ``refine="wiener"``: the least gain of the filter (0.1: at most 20 dB less)
